@@ -1,0 +1,167 @@
+"""The one place that starts subprocesses: argv lists only, timeouts, progress, stderr tails."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ute.errors import CommandError
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL_LINES = 20
+ProgressCallback = Callable[[dict[str, str]], None]
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr_tail: tuple[str, ...]
+    seconds: float
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGKILL when its parent dies, so no encoder outlives its job."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float | None = None,
+    on_progress: ProgressCallback | None = None,
+    check: bool = True,
+) -> CommandResult:
+    """Run argv to completion and return its stdout and the tail of its stderr.
+
+    With on_progress, stdout is read as ffmpeg `-progress` blocks (key=value lines ending in
+    `progress=...`) and each block is passed to the callback as it arrives.
+    """
+    argv = tuple(str(arg) for arg in argv)
+    log.debug("run: %s", argv)
+    started = time.monotonic()
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            preexec_fn=_die_with_parent,
+        )
+    except OSError as error:
+        raise CommandError(f"cannot start {argv[0]}: {error.strerror}") from error
+
+    stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+    stderr_thread = threading.Thread(
+        target=lambda: stderr_tail.extend(line.rstrip("\n") for line in process.stderr),  # type: ignore[union-attr]
+        daemon=True,
+    )
+    stderr_thread.start()
+    timer = threading.Timer(timeout, process.kill) if timeout else None
+    if timer:
+        timer.start()
+    stdout_lines: list[str] = []
+    block: dict[str, str] = {}
+    try:
+        for line in process.stdout:  # type: ignore[union-attr]
+            stdout_lines.append(line)
+            if on_progress and "=" in line:
+                key, _, value = line.strip().partition("=")
+                block[key] = value
+                if key == "progress":
+                    on_progress(block)
+                    block = {}
+        returncode = process.wait()
+    finally:
+        if timer:
+            timer.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        stderr_thread.join(timeout=5)
+
+    seconds = time.monotonic() - started
+    result = CommandResult(argv, returncode, "".join(stdout_lines), tuple(stderr_tail), seconds)
+    if timeout and seconds >= timeout and returncode < 0:
+        raise CommandError(f"{Path(argv[0]).name} was stopped after {timeout:.0f} s without finishing")
+    if check and returncode != 0:
+        raise CommandError(describe_failure(result))
+    return result
+
+
+def describe_failure(result: CommandResult) -> str:
+    """One line: which program failed, how, and its last words on stderr."""
+    program = Path(result.argv[0]).name
+    how = f"was killed by signal {-result.returncode}" if result.returncode < 0 else (
+        f"exited with status {result.returncode}"
+    )
+    last = next((line.strip() for line in reversed(result.stderr_tail) if line.strip()), "")
+    return f"{program} {how}" + (f": {last}" if last else "")
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a long-running helper (a worker, a Redis server) in its own process group."""
+    argv = tuple(str(arg) for arg in argv)
+    log.debug("spawn: %s", argv)
+    output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+        )
+    except OSError as error:
+        raise CommandError(f"cannot start {argv[0]}: {error.strerror}") from error
+    finally:
+        if log_path:
+            output.close()  # type: ignore[union-attr]
+
+
+def stop(process: subprocess.Popen[bytes], *, grace_seconds: float = 10.0, cold: bool = False) -> None:
+    """SIGTERM the helper's process group, then SIGKILL it if it is still there.
+
+    An rq worker takes one SIGTERM as "finish the job, then exit" and a second as "abort the
+    job now" (cold): its work horse sits in a process group of its own, out of reach of ours.
+    """
+    if process.poll() is not None:
+        return
+    _signal_group(process, signal.SIGTERM)
+    if cold:
+        time.sleep(0.2)
+        _signal_group(process, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        log.warning("process %d did not stop within %.0f s; killing it", process.pid, grace_seconds)
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)

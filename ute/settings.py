@@ -1,0 +1,64 @@
+"""Encode settings with their defaults, validation, and environment overrides."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ute.errors import SettingsError
+
+DEFAULT_CRF = 28.0
+DEFAULT_PRESET = "medium"
+DEFAULT_CHUNK_SECONDS = 10.0
+X265_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast",
+    "medium", "slow", "slower", "veryslow", "placebo",
+)  # fmt: skip
+# rq kills a job after this many seconds; generous because a slow preset on a long chunk is slow.
+DEFAULT_CHUNK_TIMEOUT_SECONDS = 6 * 3600
+CHUNK_RETRIES = 2
+
+ENV_REDIS_URL = "UTE_REDIS_URL"
+ENV_FFMPEG = "UTE_FFMPEG"
+
+_X265_PARAM = re.compile(r"^[A-Za-z0-9-]+(=[^:]*)?$")
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How each chunk is encoded; JSON-safe so it can travel inside an rq job."""
+
+    crf: float = DEFAULT_CRF
+    preset: str = DEFAULT_PRESET
+    x265_params: str = ""
+    # None: about DEFAULT_CHUNK_SECONDS of video, decided per file from its frame rate.
+    chunk_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.crf <= 51:
+            raise SettingsError(f"crf {self.crf} is out of range: use a value from 0 to 51")
+        if self.preset not in X265_PRESETS:
+            raise SettingsError(
+                f"unknown x265 preset {self.preset!r}: use one of {', '.join(X265_PRESETS)}"
+            )
+        for param in filter(None, self.x265_params.split(":")):
+            if not _X265_PARAM.match(param):
+                raise SettingsError(
+                    f"x265 parameter {param!r} is not of the form key=value (join several with ':')"
+                )
+        if self.chunk_frames is not None and self.chunk_frames < 1:
+            raise SettingsError(f"chunk frames {self.chunk_frames} must be a positive number")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EncodeSettings:
+        return cls(**data)
+
+
+def redis_url_from_env() -> str | None:
+    """The Redis URL from the environment, or None to start a private server."""
+    return os.environ.get(ENV_REDIS_URL) or None
