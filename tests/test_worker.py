@@ -1,0 +1,35 @@
+"""A real ute-worker against a real Redis: it runs UTE's jobs and nothing else."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from conftest import start_worker
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from ute import state
+
+
+def test_foreign_functions_never_run_json_or_pickled(clean_redis: str, tmp_path: Path) -> None:
+    connection = state.connect(clean_redis)
+    markers = [tmp_path / f"ran-{n}" for n in range(4)]
+    json_high = Queue("high", connection=connection, serializer=JSONSerializer)
+    json_low = Queue("low", connection=connection, serializer=JSONSerializer)
+    pickled_high = Queue("high", connection=connection)
+    pickled_low = Queue("low", connection=connection)
+    job_ids = [
+        json_high.enqueue("os.system", f"touch '{markers[0]}'").id,
+        json_low.enqueue("os.system", f"touch '{markers[1]}'").id,
+        pickled_high.enqueue(os.system, f"touch '{markers[2]}'").id,
+        pickled_low.enqueue(os.system, f"touch '{markers[3]}'").id,
+    ]
+    worker = start_worker(clean_redis, tmp_path / "worker.log", "--burst")
+    assert worker.wait(timeout=60) == 0, (tmp_path / "worker.log").read_text()
+    assert not any(marker.exists() for marker in markers)
+    for job_id in job_ids[:2]:
+        job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+        assert job.get_status() == "failed"
+    assert json_high.count == json_low.count == 0

@@ -1,0 +1,153 @@
+"""`ute`: the command line. Thin: it parses arguments and calls the modules that do the work."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ute import __version__
+from ute.errors import UteError
+from ute.logs import console, setup_logging
+from ute.settings import (
+    DEFAULT_CRF,
+    DEFAULT_PRESET,
+    X265_PRESETS,
+    EncodeSettings,
+    redis_url_from_env,
+)
+
+log = logging.getLogger("ute")
+
+DEFAULT_LOCAL_WORKERS = 2
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+
+def _add_encode_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("encode options")
+    group.add_argument("--crf", type=float, default=DEFAULT_CRF,
+                       help="x265 constant rate factor, 0-51, lower is better (default: %(default)g)")
+    group.add_argument("--preset", default=DEFAULT_PRESET, choices=X265_PRESETS, metavar="PRESET",
+                       help="x265 preset, ultrafast ... placebo (default: %(default)s)")
+    group.add_argument("--x265-params", default="", metavar="K=V:K=V",
+                       help="extra x265 parameters, e.g. lossless=1 or aq-mode=3:psy-rd=1")
+    _add_chunk_frames(group)  # fmt: skip
+
+
+def _add_chunk_frames(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--chunk-frames", type=int, default=None, metavar="N",
+                        help="target chunk length in frames; chunks start on keyframes "
+                             "(default: about 10 seconds of video)")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ute",
+        description="UTE, the Ultima Thule Encoder: cuts a video into keyframe-aligned chunks, "
+        "encodes them with x265 on rq workers anywhere, and muxes a frame-exact Matroska file "
+        "that keeps every other stream of the source.",
+    )
+    parser.add_argument("--version", action="version", version=f"ute {__version__}")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default: INFO)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    plan_parser = commands.add_parser(
+        "plan", help="show how a file would be cut into chunks",
+        description="Probe SOURCE and print its keyframe-aligned chunks (end is exclusive).",
+    )  # fmt: skip
+    plan_parser.add_argument("source", type=Path, metavar="SOURCE")
+    _add_chunk_frames(plan_parser)
+    plan_parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    encode_parser = commands.add_parser(
+        "encode", help="encode one file through rq workers",
+        description="Encode SOURCE into OUTPUT (Matroska) through rq workers. Without "
+        "--redis-url or $UTE_REDIS_URL a private Redis server is started and stopped again. "
+        "Exits 0 only when the output decodes to exactly the source's frames and keeps all of "
+        "its streams; an interrupted run resumes from the chunks already done.",
+    )  # fmt: skip
+    encode_parser.add_argument("source", type=Path, metavar="SOURCE")
+    encode_parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTPUT",
+                               help="where the .mkv goes")  # fmt: skip
+    encode_parser.add_argument("--workers", type=int, default=DEFAULT_LOCAL_WORKERS, metavar="N",
+                               help="local workers to start; 0 = only remote ute-worker "
+                                    "processes (default: %(default)s)")  # fmt: skip
+    encode_parser.add_argument("--redis-url", default=redis_url_from_env(), metavar="URL",
+                               help="use this Redis (default: $UTE_REDIS_URL, else start a "
+                                    "private one on 127.0.0.1)")  # fmt: skip
+    encode_parser.add_argument("--force", action="store_true", help="replace an existing OUTPUT")
+    _add_encode_options(encode_parser)
+    return parser
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from ute.coordinator import plan_for
+    from ute.probe import probe
+
+    info = probe(args.source)
+    chunks = plan_for(info, EncodeSettings(chunk_frames=args.chunk_frames))
+    if args.json:
+        print(json.dumps({
+            "source": str(args.source),
+            "frames": info.frame_count,
+            "fps": info.fps,
+            "keyframes": list(info.keyframes),
+            "chunks": [{"index": c.index, "start": c.start, "end": c.end} for c in chunks],
+        }))  # fmt: skip
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"{args.source.name}: {info.frame_count} frames at {info.fps:.3f} fps, "
+                        f"{len(info.keyframes)} keyframes")  # fmt: skip
+    for column in ("chunk", "start", "end", "frames", "seconds"):
+        table.add_column(column, justify="right")
+    for chunk in chunks:
+        table.add_row(str(chunk.index), str(chunk.start), str(chunk.end), str(chunk.frames),
+                      f"{chunk.frames / info.fps:.2f}" if info.fps else "?")  # fmt: skip
+    console.print(table) if console.is_terminal else _print_plain(table)
+    return 0
+
+
+def _print_plain(table: object) -> None:
+    from rich.console import Console
+
+    Console(width=100).print(table)
+
+
+def run_encode(args: argparse.Namespace) -> int:
+    from ute.coordinator import encode_file
+
+    if args.workers < 0:
+        raise UteError("--workers must be 0 or more")
+    settings = EncodeSettings(
+        crf=args.crf, preset=args.preset, x265_params=args.x265_params,
+        chunk_frames=args.chunk_frames,
+    )  # fmt: skip
+    report = encode_file(args.source, args.output, settings, workers=args.workers,
+                         redis_url=args.redis_url, force=args.force)  # fmt: skip
+    change = (report.output_bytes / report.source_bytes - 1) * 100 if report.source_bytes else 0
+    log.info("%s: done in %.1f s at %.1f fps, %d chunks, %d frames verified, size %+.1f%% -> %s",
+             report.source.name, report.seconds, report.fps, report.chunks, report.frames,
+             change, report.output)  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    handlers = {"plan": run_plan, "encode": run_encode}
+    try:
+        return handlers[args.command](args)
+    except UteError as error:
+        print(f"ute: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("ute: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

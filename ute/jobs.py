@@ -1,0 +1,105 @@
+"""The rq job functions. Arguments and results are JSON; workers run nothing else."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rq import get_current_job
+
+from ute import commands, probe, runner, tools
+from ute.errors import EncodeError
+from ute.settings import EncodeSettings
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """Everything a worker needs to encode one chunk; travels as JSON."""
+
+    file_id: str
+    source: str
+    video_index: int
+    index: int
+    start: int
+    frames: int
+    seek_microseconds: int
+    segment: str  # where the finished segment goes
+    settings: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def encode_chunk(spec_json: dict[str, Any]) -> dict[str, Any]:
+    """Encode one chunk into its segment, verify its frame count, and commit it atomically."""
+    spec = ChunkSpec(**spec_json)
+    segment = Path(spec.segment)
+    name = f"chunk {spec.index} of {Path(spec.source).name!r}"
+    if segment.exists() and probe.count_frames(segment) == spec.frames:
+        log.info("%s: segment already done, reusing it", name)
+        return _result(spec, segment, seconds=0.0, reused=True)
+
+    # A per-attempt name: a late attempt can never write into another attempt's file.
+    part = segment.with_name(f"{segment.name}.{uuid.uuid4().hex[:8]}.part")
+    settings = EncodeSettings.from_json(spec.settings)
+    argv = commands.encode_chunk(
+        tools.ffmpeg(), Path(spec.source), spec.video_index, spec.seek_microseconds,
+        spec.frames, settings, part,
+    )  # fmt: skip
+    started = time.monotonic()
+    try:
+        runner.run(argv, on_progress=_progress_reporter())
+        written = probe.count_frames(part)
+        if written != spec.frames:
+            raise EncodeError(f"{name}: the encoder wrote {written} of {spec.frames} frames")
+        os.replace(part, segment)
+    except Exception as error:
+        part.unlink(missing_ok=True)
+        if isinstance(error, EncodeError):
+            raise
+        raise EncodeError(f"{name}: {error}") from error
+    return _result(spec, segment, seconds=time.monotonic() - started, reused=False)
+
+
+def _result(spec: ChunkSpec, segment: Path, *, seconds: float, reused: bool) -> dict[str, Any]:
+    return {
+        "index": spec.index,
+        "frames": spec.frames,
+        "bytes": segment.stat().st_size,
+        "seconds": round(seconds, 3),
+        "fps": round(spec.frames / seconds, 2) if seconds > 0 else 0.0,
+        "host": socket.gethostname(),
+        "reused": reused,
+    }
+
+
+def _progress_reporter() -> runner.ProgressCallback:
+    """Publish frames done to the job's meta, at most once a second."""
+    job = get_current_job()
+    last_saved = 0.0
+
+    def report(block: dict[str, str]) -> None:
+        nonlocal last_saved
+        now = time.monotonic()
+        if job is None or now - last_saved < PROGRESS_INTERVAL_SECONDS:
+            return
+        last_saved = now
+        job.meta["frames_done"] = int(block.get("frame", "0") or 0)
+        job.meta["fps"] = float(block.get("fps", "0") or 0)
+        job.save_meta()
+
+    return report
+
+
+# The only functions a UTE worker will run.
+ALLOWED_JOB_FUNCTIONS = frozenset({f"{__name__}.encode_chunk"})

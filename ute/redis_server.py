@@ -1,0 +1,64 @@
+"""A private Redis server for a run that was given no Redis URL: real redis-server, loopback only."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+
+from ute import runner, state, tools
+from ute.errors import UteError
+
+log = logging.getLogger(__name__)
+
+STARTUP_SECONDS = 10.0
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe_socket:
+        probe_socket.bind((host, 0))
+        return int(probe_socket.getsockname()[1])
+
+
+@contextlib.contextmanager
+def private_redis(data_dir: Path, host: str = "127.0.0.1") -> Iterator[str]:
+    """Start redis-server with its append-only file in data_dir; yield its URL; stop it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = _free_port(host)
+    argv = [
+        tools.redis_server(),
+        "--port", str(port), "--bind", host, "--protected-mode", "yes",
+        "--dir", str(data_dir), "--appendonly", "yes", "--save", "",
+        "--daemonize", "no", "--loglevel", "warning",
+    ]  # fmt: skip
+    process = runner.spawn(argv, log_path=data_dir / "redis.log")
+    url = f"redis://{host}:{port}/0"
+    try:
+        _wait_until_ready(url, process)
+        log.info("started a private Redis at %s (data in %s)", url, data_dir)
+        yield url
+    finally:
+        runner.stop(process, grace_seconds=10)
+
+
+def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    connection = state.connect(url)
+    while True:
+        if process.poll() is not None:
+            raise UteError(f"redis-server exited at start: see {process.args[0]} log in its data folder")
+        try:
+            connection.ping()
+            return
+        except redis.exceptions.ConnectionError:
+            if time.monotonic() > deadline:
+                raise UteError(f"redis-server did not answer within {STARTUP_SECONDS:.0f} s") from None
+            time.sleep(0.05)
+        finally:
+            connection.close()

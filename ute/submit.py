@@ -1,0 +1,54 @@
+"""Turns a plan into rq jobs. Job ids come from the file and the chunk, so submitting twice is safe."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis
+from rq import Retry
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from ute import jobs, state
+from ute.jobs import ChunkSpec
+from ute.settings import CHUNK_RETRIES, DEFAULT_CHUNK_TIMEOUT_SECONDS
+
+# Results and failures stay in Redis a day: long enough to resume or read why.
+RESULT_TTL_SECONDS = 24 * 3600
+ACTIVE_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.FINISHED, JobStatus.DEFERRED,
+                 JobStatus.SCHEDULED}  # fmt: skip
+
+
+def submit_chunks(
+    connection: redis.Redis, specs: Sequence[ChunkSpec], queue_name: str = state.QUEUE_LOW
+) -> list[str]:
+    """Enqueue each chunk unless a job for it is already queued, running or done."""
+    queue = state.queue(queue_name, connection)
+    job_ids = [state.chunk_job_id(spec.file_id, spec.index) for spec in specs]
+    existing = Job.fetch_many(job_ids, connection=connection, serializer=queue.serializer)
+    to_enqueue = [
+        queue.prepare_data(
+            jobs.encode_chunk,
+            args=(spec.to_json(),),
+            job_id=job_id,
+            # Descriptions are shown unescaped by rq-dashboard: never put a file name here.
+            description=f"encode chunk {spec.index} of file {spec.file_id}",
+            timeout=DEFAULT_CHUNK_TIMEOUT_SECONDS,
+            result_ttl=RESULT_TTL_SECONDS,
+            failure_ttl=RESULT_TTL_SECONDS,
+            retry=Retry(max=CHUNK_RETRIES),
+        )
+        for spec, job_id, job in zip(specs, job_ids, existing, strict=True)
+        if job is None or job.get_status(refresh=False) not in ACTIVE_STATES
+    ]
+    if to_enqueue:
+        queue.enqueue_many(to_enqueue)
+    return job_ids
+
+
+def clear_chunks(connection: redis.Redis, file_id: str, chunk_count: int) -> None:
+    """Drop whatever jobs an earlier run left for this file; segments on disk are kept."""
+    job_ids = [state.chunk_job_id(file_id, index) for index in range(chunk_count)]
+    for job in Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer):
+        if job is not None:
+            job.delete()

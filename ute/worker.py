@@ -1,0 +1,88 @@
+"""`ute-worker`: an rq worker that takes chunks from `high`, then `low`, and runs only UTE's jobs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from typing import Any
+
+from rq import Queue, Worker
+from rq.executions import Execution
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from ute import jobs, state
+from ute.errors import UteError
+from ute.logs import setup_logging
+from ute.settings import redis_url_from_env
+
+log = logging.getLogger(__name__)
+
+
+class ForbiddenJobError(UteError):
+    """A job in our queues names a function that is not one of UTE's."""
+
+
+class UteWorker(Worker):
+    """JSON payloads only, and only the job functions in jobs.ALLOWED_JOB_FUNCTIONS."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", JSONSerializer)
+        super().__init__(*args, **kwargs)
+
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        try:
+            func_name = job.func_name
+            if func_name not in jobs.ALLOWED_JOB_FUNCTIONS:
+                raise ForbiddenJobError(f"refused job {job.id}: {func_name!r} is not a UTE job")
+        except Exception:
+            log.error("refused job %s: not a UTE job or not JSON", job.id)
+            self._finalize_failure(job, queue, execution, sys.exc_info())
+            return False
+        return super().perform_job(job, queue, execution)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ute-worker",
+        description=(
+            "Encode UTE chunks from a Redis server: takes jobs from queue 'high' first, then "
+            "'low'. Start as many as you like, on any machine that sees the same file paths."
+        ),
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=redis_url_from_env() or state.DEFAULT_REDIS_URL,
+        help="the coordinator's Redis (default: $UTE_REDIS_URL or %(default)s)",
+    )
+    parser.add_argument(
+        "--name", default=None, help="worker name shown in status (default: host.pid)"
+    )
+    parser.add_argument(
+        "--burst", action="store_true", help="exit once the queues are empty"
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default: INFO)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    connection = state.connect(args.redis_url)
+    name = args.name or f"{socket.gethostname()}.{os.getpid()}"
+    try:
+        connection.ping()
+        queues = [state.queue(queue_name, connection) for queue_name in state.QUEUES]
+        worker = UteWorker(queues, name=name, connection=connection)
+        worker.work(burst=args.burst, logging_level=args.log_level.upper())
+    except Exception as error:  # one line for the user, not a traceback
+        print(f"ute-worker: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
