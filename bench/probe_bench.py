@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ute import runner, tools
-from ute.coordinator import plan_for
+from ute.pipeline import plan_for
 from ute.probe import probe
 from ute.settings import EncodeSettings
 

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from ute.coordinator import plan_for
+    from ute.pipeline import plan_for
     from ute.probe import probe
 
     info = probe(args.source)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -17,14 +16,12 @@ from pathlib import Path
 import redis
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rq import Worker
-from rq.job import Job, JobStatus
-from rq.serializers import JSONSerializer
 
-from ute import concat, plan, runner, state, submit, verify
+from ute import monitor, pipeline, runner, state, submit
 from ute.errors import EncodeError, UteError
-from ute.jobs import ChunkSpec
 from ute.logs import console
-from ute.probe import SourceInfo, probe
+from ute.probe import probe
+from ute.progress import read_progress
 from ute.redis_server import private_redis
 from ute.settings import EncodeSettings
 
@@ -48,32 +45,6 @@ class EncodeReport:
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-
-def plan_for(info: SourceInfo, settings: EncodeSettings) -> list[plan.Chunk]:
-    bounds = plan.ChunkBounds.around(plan.target_frames(info.fps, settings.chunk_frames))
-    return plan.plan_chunks(info.frame_count, info.keyframes, bounds)
-
-
-def chunk_specs(
-    info: SourceInfo, chunks: Sequence[plan.Chunk], settings: EncodeSettings,
-    file_id: str, work_dir: Path,
-) -> list[ChunkSpec]:  # fmt: skip
-    start_pts = dict(zip(info.keyframes, info.keyframe_pts, strict=True))
-    return [
-        ChunkSpec(
-            file_id=file_id,
-            source=info.path,
-            video_index=info.video_index,
-            index=chunk.index,
-            start=chunk.start,
-            frames=chunk.frames,
-            seek_microseconds=round(info.seconds_from_start(start_pts[chunk.start]) * 1_000_000),
-            segment=str(work_dir / concat.segment_name(chunk.index)),
-            settings=settings.to_json(),
-        )
-        for chunk in chunks
-    ]
 
 
 def check_paths(source: Path, output: Path, *, force: bool) -> None:
@@ -100,36 +71,26 @@ def encode_file(
     source, output = source.absolute(), output.absolute()
     check_paths(source, output, force=force)
     started = time.monotonic()
-    info = probe(source)
-    chunks = plan_for(info, settings)
-    file_id = state.fingerprint(info.path, info.size, info.mtime_ns, json.dumps(settings.to_json()))
-    work_dir = output.parent / WORK_DIR_NAME / file_id
-    work_dir.mkdir(parents=True, exist_ok=True)
-    log.info("%s: %d frames at %.3f fps, %d chunks", source.name, info.frame_count, info.fps,
-             len(chunks))  # fmt: skip
+    prepared = pipeline.prepare(probe(source), settings, output.parent / WORK_DIR_NAME)
+    prepared.work_dir.mkdir(parents=True, exist_ok=True)
+    log.info("%s: %d frames at %.3f fps, %d chunks", source.name, prepared.info.frame_count,
+             prepared.info.fps, len(prepared.chunks))  # fmt: skip
 
-    with _redis(redis_url, work_dir) as url, _local_workers(url, workers, work_dir) as local:
+    with _redis(redis_url, prepared.work_dir) as url, \
+            _local_workers(url, workers, prepared.work_dir) as local:  # fmt: skip
         connection = state.connect(url)
-        submit.clear_chunks(connection, file_id, len(chunks))
-        job_ids = submit.submit_chunks(
-            connection, chunk_specs(info, chunks, settings, file_id, work_dir)
-        )
+        submit.clear_chunks(connection, prepared.file_id, len(prepared.chunks))
+        submit.submit_chunks(connection, prepared.specs)
         if workers == 0:
             log.info("waiting for workers: start `ute-worker --redis-url %s` on any machine", url)
-        _wait_for_chunks(connection, job_ids, chunks, source.name, local, work_dir)
+        _wait_for_chunks(connection, prepared, local)
 
-    partial = output.with_name(f".{output.name}.{file_id}.part")
-    try:
-        concat.mux(info, chunks, work_dir, partial)
-        verified = verify.verify_output(info, partial)
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
-    shutil.rmtree(work_dir, ignore_errors=True)
-    _remove_if_empty(work_dir.parent)
+    verified = pipeline.finalize(prepared, output)
+    shutil.rmtree(prepared.work_dir, ignore_errors=True)
+    _remove_if_empty(prepared.work_dir.parent)
     return EncodeReport(
-        source, output, verified.frames, len(chunks), time.monotonic() - started,
-        info.size, verified.size,
+        source, output, verified.frames, len(prepared.chunks), time.monotonic() - started,
+        prepared.info.size, verified.size,
     )  # fmt: skip
 
 
@@ -182,14 +143,10 @@ def _wait_until_registered(
 
 
 def _wait_for_chunks(
-    connection: redis.Redis,
-    job_ids: Sequence[str],
-    chunks: Sequence[plan.Chunk],
-    name: str,
+    connection: redis.Redis, prepared: pipeline.PreparedFile,
     local_workers: Sequence[subprocess.Popen[bytes]],
-    work_dir: Path,
-) -> None:
-    total_frames = sum(chunk.frames for chunk in chunks)
+) -> None:  # fmt: skip
+    job_ids = prepared.job_ids
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -199,46 +156,20 @@ def _wait_for_chunks(
         TimeRemainingColumn(),
         console=console,
         disable=not console.is_terminal,
-    ) as progress:
-        task = progress.add_task(name, total=total_frames, chunks="", fps="")
-        reported_done = 0
+    ) as bar:
+        task = bar.add_task(prepared.name, total=prepared.info.frame_count, chunks="", fps="")
         while True:
-            jobs = Job.fetch_many(list(job_ids), connection=connection, serializer=JSONSerializer)
-            done_frames, done_chunks, running_fps = 0, 0, 0.0
-            for job, chunk in zip(jobs, chunks, strict=True):
-                status = job.get_status(refresh=False) if job else None
-                if status == JobStatus.FINISHED:
-                    done_frames += chunk.frames
-                    done_chunks += 1
-                elif status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, None):
-                    raise EncodeError(_failure_reason(job, chunk, name))
-                elif status == JobStatus.STARTED:
-                    done_frames += min(chunk.frames, int(job.meta.get("frames_done", 0)))
-                    running_fps += float(job.meta.get("fps", 0.0))
-            progress.update(
-                task,
-                completed=done_frames,
-                chunks=f"{done_chunks}/{len(chunks)} chunks",
-                fps=f"{running_fps:.1f} fps",
-            )
-            if done_chunks > reported_done:
-                reported_done = done_chunks
-                log.debug("%s: %d of %d chunks done", name, done_chunks, len(chunks))
-            if done_chunks == len(chunks):
+            progress = read_progress(connection, job_ids, prepared.chunks)
+            if progress.failure:
+                raise EncodeError(f"{prepared.name}: {progress.failure}")
+            bar.update(task, completed=progress.frames_done, fps=f"{progress.fps:.1f} fps",
+                       chunks=f"{progress.chunks_done}/{progress.chunks_total} chunks")  # fmt: skip
+            if progress.complete:
                 return
             if local_workers and all(p.poll() is not None for p in local_workers):
-                raise EncodeError(f"every local worker has exited; see their logs in {work_dir}")
+                raise EncodeError(f"every local worker has exited; see their logs in {prepared.work_dir}")
+            monitor.requeue_dead_chunks(connection, job_ids)
             time.sleep(POLL_SECONDS)
-
-
-def _failure_reason(job: Job | None, chunk: plan.Chunk, name: str) -> str:
-    if job is None:
-        return f"{name}: the job for chunk {chunk.index} vanished from Redis"
-    lines = [line for line in (job.latest_result().exc_string if job.latest_result() else "")
-             .splitlines() if line.strip()]  # fmt: skip
-    last = lines[-1] if lines else f"chunk {chunk.index} {job.get_status(refresh=False)}"
-    # "ute.errors.EncodeError: chunk 3 of ...": the user needs the part after the class name.
-    return last.split(": ", 1)[1] if ": " in last and last.split(":")[0].count(".") else last
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
 from rq import get_current_job
 
-from ute import commands, probe, runner, tools
+from ute import commands, probe, runner, state, tools
 from ute.errors import EncodeError
 from ute.settings import EncodeSettings
 
@@ -57,18 +61,50 @@ def encode_chunk(spec_json: dict[str, Any]) -> dict[str, Any]:
         spec.frames, settings, part,
     )  # fmt: skip
     started = time.monotonic()
-    try:
+    with _heartbeat(), _cleanup_on_failure(part, name):
         runner.run(argv, on_progress=_progress_reporter())
         written = probe.count_frames(part)
         if written != spec.frames:
             raise EncodeError(f"{name}: the encoder wrote {written} of {spec.frames} frames")
         os.replace(part, segment)
+    return _result(spec, segment, seconds=time.monotonic() - started, reused=False)
+
+
+@contextlib.contextmanager
+def _cleanup_on_failure(part: Path, name: str) -> Iterator[None]:
+    """No half-written part survives a failure, and every failure names its chunk and file."""
+    try:
+        yield
     except Exception as error:
         part.unlink(missing_ok=True)
         if isinstance(error, EncodeError):
             raise
         raise EncodeError(f"{name}: {error}") from error
-    return _result(spec, segment, seconds=time.monotonic() - started, reused=False)
+
+
+@contextlib.contextmanager
+def _heartbeat() -> Iterator[None]:
+    """Refresh the chunk's short-lived alive key while it encodes (see monitor.py)."""
+    job = get_current_job()
+    if job is None:
+        yield
+        return
+    stop = threading.Event()
+    worker = job.worker_name or socket.gethostname()
+
+    def beat() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(redis.exceptions.RedisError):
+                state.beat(job.connection, job.id, worker)
+            stop.wait(state.HEARTBEAT_SECONDS)
+
+    thread = threading.Thread(target=beat, name="ute-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _result(spec: ChunkSpec, segment: Path, *, seconds: float, reused: bool) -> dict[str, Any]:

@@ -34,3 +34,20 @@ def fingerprint(path: str, size: int, mtime_ns: int, settings: str = "") -> str:
 
 def chunk_job_id(file_id: str, chunk_index: int) -> str:
     return f"ute-{file_id}-chunk-{chunk_index:05d}"
+
+
+# A busy chunk refreshes this key every HEARTBEAT_SECONDS; gone means nobody is encoding it.
+HEARTBEAT_SECONDS = 1.0
+HEARTBEAT_TTL_SECONDS = 5
+
+
+def chunk_heartbeat_key(job_id: str) -> str:
+    return f"{KEY_PREFIX}alive:{job_id}"
+
+
+def beat(connection: redis.Redis, job_id: str, worker: str) -> None:
+    connection.set(chunk_heartbeat_key(job_id), worker, ex=HEARTBEAT_TTL_SECONDS)
+
+
+def is_alive(connection: redis.Redis, job_id: str) -> bool:
+    return bool(connection.exists(chunk_heartbeat_key(job_id)))

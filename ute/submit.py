@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import redis
-from rq import Retry
+from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
@@ -27,23 +28,41 @@ def submit_chunks(
     job_ids = [state.chunk_job_id(spec.file_id, spec.index) for spec in specs]
     existing = Job.fetch_many(job_ids, connection=connection, serializer=queue.serializer)
     to_enqueue = [
-        queue.prepare_data(
-            jobs.encode_chunk,
-            args=(spec.to_json(),),
-            job_id=job_id,
-            # Descriptions are shown unescaped by rq-dashboard: never put a file name here.
-            description=f"encode chunk {spec.index} of file {spec.file_id}",
-            timeout=DEFAULT_CHUNK_TIMEOUT_SECONDS,
-            result_ttl=RESULT_TTL_SECONDS,
-            failure_ttl=RESULT_TTL_SECONDS,
-            retry=Retry(max=CHUNK_RETRIES),
-        )
+        _job_data(queue, spec, job_id)
         for spec, job_id, job in zip(specs, job_ids, existing, strict=True)
         if job is None or job.get_status(refresh=False) not in ACTIVE_STATES
     ]
     if to_enqueue:
         queue.enqueue_many(to_enqueue)
     return job_ids
+
+
+def requeue_at_front(connection: redis.Redis, job: Job) -> None:
+    """Put a chunk whose encoder is gone back at the front of its queue, as a fresh job."""
+    queue = state.queue(job.origin, connection)
+    spec, requeues = job.args[0], int(job.meta.get("requeues", 0)) + 1
+    job.delete()
+    queue.enqueue_job(queue.create_job(**_job_kwargs(spec, job.id), meta={"requeues": requeues}),
+                      at_front=True)  # fmt: skip
+
+
+def _job_kwargs(spec: dict[str, Any], job_id: str) -> dict[str, Any]:
+    return {
+        "func": jobs.encode_chunk,
+        "args": (spec,),
+        "job_id": job_id,
+        # Descriptions are shown unescaped by rq-dashboard: never put a file name here.
+        "description": f"encode chunk {spec['index']} of file {spec['file_id']}",
+        "timeout": DEFAULT_CHUNK_TIMEOUT_SECONDS,
+        "result_ttl": RESULT_TTL_SECONDS,
+        "failure_ttl": RESULT_TTL_SECONDS,
+        "retry": Retry(max=CHUNK_RETRIES),
+    }
+
+
+def _job_data(queue: Queue, spec: ChunkSpec, job_id: str) -> Any:
+    kwargs = _job_kwargs(spec.to_json(), job_id)
+    return queue.prepare_data(kwargs.pop("func"), **kwargs)
 
 
 def clear_chunks(connection: redis.Redis, file_id: str, chunk_count: int) -> None:

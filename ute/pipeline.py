@@ -1,0 +1,82 @@
+"""The steps one file goes through, shared by `ute encode` and `ute serve`: prepare, finalize."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ute import concat, plan, state, verify
+from ute.jobs import ChunkSpec
+from ute.probe import SourceInfo
+from ute.settings import EncodeSettings
+from ute.verify import Verified
+
+
+@dataclass(frozen=True)
+class PreparedFile:
+    """A probed and planned file with its id, work folder and one job spec per chunk."""
+
+    info: SourceInfo
+    settings: EncodeSettings
+    chunks: tuple[plan.Chunk, ...]
+    file_id: str
+    work_dir: Path
+    specs: tuple[ChunkSpec, ...]
+
+    @property
+    def job_ids(self) -> list[str]:
+        return [state.chunk_job_id(self.file_id, chunk.index) for chunk in self.chunks]
+
+    @property
+    def name(self) -> str:
+        return Path(self.info.path).name
+
+
+def plan_for(info: SourceInfo, settings: EncodeSettings) -> list[plan.Chunk]:
+    bounds = plan.ChunkBounds.around(plan.target_frames(info.fps, settings.chunk_frames))
+    return plan.plan_chunks(info.frame_count, info.keyframes, bounds)
+
+
+def prepare(info: SourceInfo, settings: EncodeSettings, work_root: Path) -> PreparedFile:
+    """Plan the file; its id (and so its work folder) changes with its path, size, mtime, settings."""
+    chunks = plan_for(info, settings)
+    file_id = state.fingerprint(info.path, info.size, info.mtime_ns, json.dumps(settings.to_json()))
+    work_dir = work_root / file_id
+    return PreparedFile(info, settings, tuple(chunks), file_id, work_dir,
+                        tuple(chunk_specs(info, chunks, settings, file_id, work_dir)))  # fmt: skip
+
+
+def chunk_specs(
+    info: SourceInfo, chunks: Sequence[plan.Chunk], settings: EncodeSettings,
+    file_id: str, work_dir: Path,
+) -> list[ChunkSpec]:  # fmt: skip
+    start_pts = dict(zip(info.keyframes, info.keyframe_pts, strict=True))
+    return [
+        ChunkSpec(
+            file_id=file_id,
+            source=info.path,
+            video_index=info.video_index,
+            index=chunk.index,
+            start=chunk.start,
+            frames=chunk.frames,
+            seek_microseconds=round(info.seconds_from_start(start_pts[chunk.start]) * 1_000_000),
+            segment=str(work_dir / concat.segment_name(chunk.index)),
+            settings=settings.to_json(),
+        )
+        for chunk in chunks
+    ]
+
+
+def finalize(prepared: PreparedFile, output: Path) -> Verified:
+    """Mux under a hidden name, verify, and only then rename into place; never a bad output."""
+    partial = output.with_name(f".{output.name}.{prepared.file_id}.part")
+    try:
+        concat.mux(prepared.info, prepared.chunks, prepared.work_dir, partial)
+        verified = verify.verify_output(prepared.info, partial)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return verified
