@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 from ute import __version__
 from ute.errors import UteError
-from ute.logs import console, setup_logging
+from ute.logs import setup_logging
+from ute.service import DEFAULT_REDIS_PORT, DEFAULT_SETTLE_SECONDS, DEFAULT_STALL_SECONDS, DONE_ACTIONS
 from ute.settings import (
     DEFAULT_CRF,
     DEFAULT_PRESET,
@@ -52,10 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ute {__version__}")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default: INFO)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS,
+                        help="DEBUG, INFO, WARNING (default: INFO)")  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     plan_parser = commands.add_parser(
-        "plan", help="show how a file would be cut into chunks",
+        "plan", parents=[common], help="show how a file would be cut into chunks",
         description="Probe SOURCE and print its keyframe-aligned chunks (end is exclusive).",
     )  # fmt: skip
     plan_parser.add_argument("source", type=Path, metavar="SOURCE")
@@ -63,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan_parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     encode_parser = commands.add_parser(
-        "encode", help="encode one file through rq workers",
+        "encode", parents=[common], help="encode one file through rq workers",
         description="Encode SOURCE into OUTPUT (Matroska) through rq workers. Without "
         "--redis-url or $UTE_REDIS_URL a private Redis server is started and stopped again. "
         "Exits 0 only when the output decodes to exactly the source's frames and keeps all of "
@@ -80,6 +88,50 @@ def build_parser() -> argparse.ArgumentParser:
                                     "private one on 127.0.0.1)")  # fmt: skip
     encode_parser.add_argument("--force", action="store_true", help="replace an existing OUTPUT")
     _add_encode_options(encode_parser)
+
+    serve_parser = commands.add_parser(
+        "serve", parents=[common], help="run the inbox service: encode every video dropped into the inbox",
+        description="Watch INBOX and encode every video that finishes arriving there into "
+        "OUTBOX/<name>.mkv. Files in INBOX/high/ go through the high-priority queue. A source "
+        "moves to INBOX/done/ only after its output is verified; a file that cannot be encoded "
+        "moves to INBOX/failed/ with <name>.error.txt saying why. Stop with Ctrl-C or SIGTERM; "
+        "start again and unfinished files resume where they were.",
+    )  # fmt: skip
+    serve_parser.add_argument("--inbox", type=Path, default=Path("inbox"), metavar="DIR",
+                              help="the folder to watch (default: ./inbox)")  # fmt: skip
+    serve_parser.add_argument("--outbox", type=Path, default=Path("outbox"), metavar="DIR",
+                              help="where results go (default: ./outbox)")  # fmt: skip
+    serve_parser.add_argument("--workers", type=int, default=DEFAULT_LOCAL_WORKERS, metavar="N",
+                              help="local workers to start beside the service; 0 = remote "
+                                   "workers only (default: %(default)s)")  # fmt: skip
+    serve_parser.add_argument("--redis-url", default=redis_url_from_env(), metavar="URL",
+                              help="use this Redis (default: $UTE_REDIS_URL, else start a private "
+                                   "one that keeps its data in OUTBOX/.ute-work/redis)")  # fmt: skip
+    serve_parser.add_argument("--redis-port", type=int, default=DEFAULT_REDIS_PORT, metavar="PORT",
+                              help="port of the private Redis (default: %(default)s)")  # fmt: skip
+    serve_parser.add_argument("--redis-bind", default="127.0.0.1", metavar="ADDR",
+                              help="address the private Redis listens on; other machines need a "
+                                   "reachable one (default: %(default)s, this machine only)")  # fmt: skip
+    serve_parser.add_argument("--settle-seconds", type=float, default=DEFAULT_SETTLE_SECONDS,
+                              metavar="S", help="a file must stay unchanged this long before it is "
+                              "probed (default: %(default)g)")  # fmt: skip
+    serve_parser.add_argument("--stall-seconds", type=float, default=DEFAULT_STALL_SECONDS,
+                              metavar="S", help="an incomplete or unreadable file is refused only "
+                              "after staying unchanged this long (default: %(default)g)")  # fmt: skip
+    serve_parser.add_argument("--done-action", choices=DONE_ACTIONS, default="move",
+                              help="what happens to a source after its output is verified: move "
+                                   "it to INBOX/done/, delete it, or keep it (default: move)")  # fmt: skip
+    serve_parser.add_argument("--log-file", type=Path, metavar="FILE",
+                              help="also write the log to FILE")  # fmt: skip
+    _add_encode_options(serve_parser)
+
+    history_parser = commands.add_parser(
+        "history", parents=[common], help="list finished and failed files",
+        description="Show the history of files `ute serve` finished or refused.",
+    )  # fmt: skip
+    history_parser.add_argument("--outbox", type=Path, default=Path("outbox"), metavar="DIR",
+                                help="the service's outbox (default: ./outbox)")  # fmt: skip
+    history_parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 
 
@@ -107,14 +159,15 @@ def run_plan(args: argparse.Namespace) -> int:
     for chunk in chunks:
         table.add_row(str(chunk.index), str(chunk.start), str(chunk.end), str(chunk.frames),
                       f"{chunk.frames / info.fps:.2f}" if info.fps else "?")  # fmt: skip
-    console.print(table) if console.is_terminal else _print_plain(table)
+    _print_table(table)
     return 0
 
 
-def _print_plain(table: object) -> None:
+def _print_table(table: object) -> None:
+    """Rich tables on stdout: as wide as the terminal, or 120 columns into a pipe."""
     from rich.console import Console
 
-    Console(width=100).print(table)
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
 
 
 def run_encode(args: argparse.Namespace) -> int:
@@ -122,11 +175,7 @@ def run_encode(args: argparse.Namespace) -> int:
 
     if args.workers < 0:
         raise UteError("--workers must be 0 or more")
-    settings = EncodeSettings(
-        crf=args.crf, preset=args.preset, x265_params=args.x265_params,
-        chunk_frames=args.chunk_frames,
-    )  # fmt: skip
-    report = encode_file(args.source, args.output, settings, workers=args.workers,
+    report = encode_file(args.source, args.output, _encode_settings(args), workers=args.workers,
                          redis_url=args.redis_url, force=args.force)  # fmt: skip
     change = (report.output_bytes / report.source_bytes - 1) * 100 if report.source_bytes else 0
     log.info("%s: done in %.1f s at %.1f fps, %d chunks, %d frames verified, size %+.1f%% -> %s",
@@ -135,10 +184,68 @@ def run_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _encode_settings(args: argparse.Namespace) -> EncodeSettings:
+    return EncodeSettings(crf=args.crf, preset=args.preset, x265_params=args.x265_params,
+                          chunk_frames=args.chunk_frames)  # fmt: skip
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from ute.coordinator import WORK_DIR_NAME
+    from ute.service import ServeOptions, serve
+
+    if args.workers < 0:
+        raise UteError("--workers must be 0 or more")
+    options = ServeOptions(
+        inbox=args.inbox.absolute(), outbox=args.outbox.absolute(),
+        work_root=args.outbox.absolute() / WORK_DIR_NAME, settings=_encode_settings(args),
+        settle_seconds=args.settle_seconds, stall_seconds=args.stall_seconds,
+        done_action=args.done_action,
+    )  # fmt: skip
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("stopping (%s); start ute serve again to resume", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    serve(options, workers=args.workers, redis_url=args.redis_url, redis_port=args.redis_port,
+          redis_bind=args.redis_bind, stop=stop)  # fmt: skip
+    return 0
+
+
+def run_history(args: argparse.Namespace) -> int:
+    from ute.coordinator import WORK_DIR_NAME
+    from ute.history import HISTORY_FILE_NAME, History
+
+    path = args.outbox / WORK_DIR_NAME / HISTORY_FILE_NAME
+    entries = History(path).entries() if path.exists() else []
+    if args.json:
+        print(json.dumps([asdict(entry) for entry in entries], indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"UTE history ({path})")
+    for column in ("finished", "source", "outcome", "frames", "fps", "time", "size", "output / error"):
+        table.add_column(column)
+    for entry in entries:
+        change = entry.size_change_percent
+        table.add_row(
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.finished_at)),
+            Path(entry.source).name, entry.outcome, str(entry.frames or ""),
+            f"{entry.fps:.1f}" if entry.fps else "",
+            f"{entry.encode_seconds:.0f} s" if entry.encode_seconds else "",
+            f"{change:+.1f}%" if change is not None else "",
+            Path(entry.output).name if entry.output else (entry.error or ""),
+        )  # fmt: skip
+    _print_table(table)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
-    handlers = {"plan": run_plan, "encode": run_encode}
+    setup_logging(args.log_level, getattr(args, "log_file", None))
+    handlers = {"plan": run_plan, "encode": run_encode, "serve": run_serve, "history": run_history}
     try:
         return handlers[args.command](args)
     except UteError as error:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -15,10 +13,10 @@ from pathlib import Path
 
 import redis
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rq import Worker
 
-from ute import monitor, pipeline, runner, state, submit
+from ute import monitor, pipeline, state, submit
 from ute.errors import EncodeError, UteError
+from ute.localworkers import local_workers
 from ute.logs import console
 from ute.probe import probe
 from ute.progress import read_progress
@@ -29,7 +27,6 @@ log = logging.getLogger(__name__)
 
 WORK_DIR_NAME = ".ute-work"
 POLL_SECONDS = 0.5
-WORKER_START_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ def encode_file(
              prepared.info.fps, len(prepared.chunks))  # fmt: skip
 
     with _redis(redis_url, prepared.work_dir) as url, \
-            _local_workers(url, workers, prepared.work_dir) as local:  # fmt: skip
+            local_workers(url, workers, prepared.work_dir) as local:  # fmt: skip
         connection = state.connect(url)
         submit.clear_chunks(connection, prepared.file_id, len(prepared.chunks))
         submit.submit_chunks(connection, prepared.specs)
@@ -104,42 +101,6 @@ def _redis(redis_url: str | None, work_dir: Path) -> Iterator[str]:
     shutil.rmtree(data_dir, ignore_errors=True)
     with private_redis(data_dir) as url:
         yield url
-
-
-@contextlib.contextmanager
-def _local_workers(url: str, count: int, work_dir: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    names = [f"local-{os.getpid()}-{number}" for number in range(1, count + 1)]
-    processes = [
-        runner.spawn(
-            [sys.executable, "-m", "ute.worker", "--redis-url", url, "--name", name],
-            log_path=work_dir / f"{name}.log",
-        )
-        for name in names
-    ]
-    finished = False
-    try:
-        if processes:
-            _wait_until_registered(state.connect(url), names, processes, work_dir)
-            log.info("started %d local workers", len(processes))
-        yield processes
-        finished = True
-    finally:
-        for process in processes:
-            runner.stop(process, grace_seconds=30, cold=not finished)
-
-
-def _wait_until_registered(
-    connection: redis.Redis, names: Sequence[str], processes: Sequence[subprocess.Popen[bytes]],
-    work_dir: Path,
-) -> None:  # fmt: skip
-    """Queue nothing before the local workers listen, so every one of them gets chunks."""
-    deadline = time.monotonic() + WORKER_START_SECONDS
-    while not set(names) <= {worker.name for worker in Worker.all(connection=connection)}:
-        if any(process.poll() is not None for process in processes):
-            raise UteError(f"a local worker exited at start; see its log in {work_dir}")
-        if time.monotonic() > deadline:
-            raise UteError(f"local workers did not start within {WORKER_START_SECONDS} s")
-        time.sleep(0.1)
 
 
 def _wait_for_chunks(

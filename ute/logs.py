@@ -30,3 +30,8 @@ def setup_logging(level: str = "INFO", log_file: Path | None = None) -> None:
         to_file.setFormatter(logging.Formatter(PLAIN_FORMAT))
         handlers.append(to_file)
     logging.basicConfig(level=numeric_level, handlers=handlers, force=True)
+    # Libraries speak only when it matters: their debug output would drown ours.
+    for noisy in ("rq", "redis", "watchdog"):
+        logging.getLogger(noisy).setLevel(max(numeric_level, logging.INFO))
+    # On shutdown the inotify thread logs an error about itself that means nothing to a user.
+    logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)

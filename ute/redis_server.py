@@ -26,11 +26,24 @@ def _free_port(host: str) -> int:
         return int(probe_socket.getsockname()[1])
 
 
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe_socket:
+        probe_socket.settimeout(1)
+        return probe_socket.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0
+
+
 @contextlib.contextmanager
-def private_redis(data_dir: Path, host: str = "127.0.0.1") -> Iterator[str]:
-    """Start redis-server with its append-only file in data_dir; yield its URL; stop it."""
+def private_redis(data_dir: Path, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
+    """Start redis-server with its append-only file in data_dir; yield its URL; stop it.
+
+    With no port a free one is picked. A restart on the same data_dir and port finds every
+    queued chunk again: the append-only file is replayed.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port(host)
+    if port is None:
+        port = _free_port(host)
+    elif _port_taken(host, port):
+        raise UteError(f"port {port} on {host} is in use: choose another --redis-port or pass --redis-url")
     argv = [
         tools.redis_server(),
         "--port", str(port), "--bind", host, "--protected-mode", "yes",
@@ -38,13 +51,13 @@ def private_redis(data_dir: Path, host: str = "127.0.0.1") -> Iterator[str]:
         "--daemonize", "no", "--loglevel", "warning",
     ]  # fmt: skip
     process = runner.spawn(argv, log_path=data_dir / "redis.log")
-    url = f"redis://{host}:{port}/0"
+    url = f"redis://{host if host != '0.0.0.0' else '127.0.0.1'}:{port}/0"
     try:
         _wait_until_ready(url, process)
         log.info("started a private Redis at %s (data in %s)", url, data_dir)
         yield url
     finally:
-        runner.stop(process, grace_seconds=10)
+        runner.stop([process], grace_seconds=10)
 
 
 def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:

@@ -142,24 +142,29 @@ def spawn(
             output.close()  # type: ignore[union-attr]
 
 
-def stop(process: subprocess.Popen[bytes], *, grace_seconds: float = 10.0, cold: bool = False) -> None:
-    """SIGTERM the helper's process group, then SIGKILL it if it is still there.
+def stop(
+    processes: Sequence[subprocess.Popen[bytes]], *, grace_seconds: float = 10.0, cold: bool = False
+) -> None:
+    """SIGTERM each helper's process group, then SIGKILL what is still there after the grace time.
 
     An rq worker takes one SIGTERM as "finish the job, then exit" and a second as "abort the
     job now" (cold): its work horse sits in a process group of its own, out of reach of ours.
     """
-    if process.poll() is not None:
-        return
-    _signal_group(process, signal.SIGTERM)
-    if cold:
-        time.sleep(0.2)
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
         _signal_group(process, signal.SIGTERM)
-    try:
-        process.wait(timeout=grace_seconds)
-    except subprocess.TimeoutExpired:
-        log.warning("process %d did not stop within %.0f s; killing it", process.pid, grace_seconds)
-        _signal_group(process, signal.SIGKILL)
-        process.wait()
+    if cold and running:
+        time.sleep(0.2)
+        for process in running:
+            _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    for process in running:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("process %d did not stop within %.0f s; killing it", process.pid, grace_seconds)
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

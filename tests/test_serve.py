@@ -1,0 +1,164 @@
+"""`ute serve` end to end: a real service, real workers, real Redis, files dropped as users do."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from media import frame_hashes, make_clip
+from rq import Queue
+from rq.registry import FinishedJobRegistry
+from rq.serializers import JSONSerializer
+
+from ute import runner, state
+from ute.probe import probe
+
+pytestmark = pytest.mark.slow
+
+SERVICE_OPTIONS = ("--settle-seconds", "1", "--stall-seconds", "8", "--preset", "ultrafast",
+                   "--log-level", "DEBUG")  # fmt: skip
+
+
+def start_serve(folder: Path, *extra: str) -> subprocess.Popen[bytes]:
+    return runner.spawn(
+        [sys.executable, "-m", "ute.cli", "serve", "--inbox", str(folder / "inbox"),
+         "--outbox", str(folder / "outbox"), *SERVICE_OPTIONS, *extra],
+        log_path=folder / "serve.log",
+    )  # fmt: skip
+
+
+def wait_for(condition: Callable[[], bool], what: str, log: Path,
+             serve: subprocess.Popen[bytes], timeout: float = 180) -> None:  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline or serve.poll() is not None:
+            pytest.fail(f"timed out waiting for {what}; service log:\n{log.read_text()[-4000:]}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def service_folder(tmp_path: Path) -> Iterator[Path]:
+    (tmp_path / "inbox" / "high").mkdir(parents=True)
+    yield tmp_path
+    for process in psutil.process_iter():  # nothing of ours may outlive the test
+        try:
+            if str(tmp_path) in " ".join(process.cmdline()):
+                process.kill()
+        except psutil.Error:
+            pass
+
+
+def slow_copy(source: Path, target: Path, pause: float) -> threading.Thread:
+    """Copy in two halves with a long pause, closing the file in between (a network share)."""
+    data = source.read_bytes()
+
+    def copy() -> None:
+        target.write_bytes(data[: len(data) // 2])
+        time.sleep(pause)
+        with target.open("ab") as rest:
+            rest.write(data[len(data) // 2 :])
+
+    thread = threading.Thread(target=copy)
+    thread.start()
+    return thread
+
+
+def test_serve_sorts_good_and_bad_files_and_honours_priority(
+    service_folder: Path, clean_redis: str
+) -> None:
+    inbox, outbox = service_folder / "inbox", service_folder / "outbox"
+    log = service_folder / "serve.log"
+    staging = service_folder / "staging"
+    staging.mkdir()
+    slow_source = make_clip(staging / "slow.mkv", seconds=6, audio_tracks=1)
+    urgent = make_clip(staging / "urgent.mkv", seconds=2)
+    whole = make_clip(staging / "whole.mkv", seconds=6).read_bytes()
+
+    serve = start_serve(service_folder, "--workers", "2", "--redis-url", clean_redis)
+    copier = slow_copy(slow_source, inbox / "slow.mkv", pause=4)
+    (inbox / "empty.mkv").write_bytes(b"")
+    (inbox / "notes.mkv").write_text("this is not a video\n" * 20)
+    (inbox / "truncated.mkv").write_bytes(whole[: len(whole) // 2])
+    urgent.rename(inbox / "high" / "urgent.mkv")
+
+    failed = inbox / "failed"
+    def all_handled() -> bool:
+        return len(list(failed.glob("*.error.txt"))) == 3 and len(list((inbox / "done").glob("*"))) == 2
+
+    wait_for(all_handled, "all five files to be handled", log, serve)
+    copier.join()
+    assert serve.poll() is None, "the service must keep running"
+
+    assert probe(outbox / "slow.mkv").frame_count == 144
+    assert frame_hashes(outbox / "urgent.mkv") and probe(outbox / "urgent.mkv").frame_count == 48
+    assert sorted(p.name for p in (inbox / "done").iterdir()) == ["slow.mkv", "urgent.mkv"]
+    assert (inbox / "done" / "slow.mkv").read_bytes() == slow_source.read_bytes()
+    reasons = {p.name: p.read_text() for p in failed.glob("*.error.txt")}
+    assert "empty" in reasons["empty.mkv.error.txt"]
+    assert "cannot read" in reasons["notes.mkv.error.txt"]
+    assert "truncated" in reasons["truncated.mkv.error.txt"]
+    assert (failed / "truncated.mkv").read_bytes() == whole[: len(whole) // 2]
+
+    connection = state.connect(clean_redis)
+    high = Queue(state.QUEUE_HIGH, connection=connection, serializer=JSONSerializer)
+    assert len(FinishedJobRegistry(queue=high).get_job_ids()) == 1  # urgent.mkv: one chunk
+
+    runner.stop([serve])
+    history = subprocess.run([sys.executable, "-m", "ute.cli", "history", "--outbox", str(outbox),
+                              "--json"], capture_output=True, text=True, check=True)  # fmt: skip
+    entries = {Path(e["source"]).name: e for e in json.loads(history.stdout)}
+    assert {name: e["outcome"] for name, e in entries.items()} == {
+        "slow.mkv": "done", "urgent.mkv": "done", "empty.mkv": "failed",
+        "notes.mkv": "failed", "truncated.mkv": "failed"}  # fmt: skip
+    assert entries["slow.mkv"]["frames"] == 144 and entries["slow.mkv"]["output_bytes"] > 0
+    assert entries["urgent.mkv"]["queue"] == "high"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def kill_everything(serve: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the service and every process it started (workers, work horses, ffmpeg, Redis)."""
+    family = [psutil.Process(serve.pid), *psutil.Process(serve.pid).children(recursive=True)]
+    for process in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGKILL)
+    serve.wait()
+    psutil.wait_procs(family, timeout=10)
+
+
+def test_sigkill_of_everything_mid_file_then_restart_completes_it(service_folder: Path) -> None:
+    inbox, outbox = service_folder / "inbox", service_folder / "outbox"
+    log = service_folder / "serve.log"
+    source = make_clip(service_folder / "movie.mkv", seconds=20, fps=24, gop=24, audio_tracks=1)
+    port = str(_free_port())
+    options = ("--workers", "2", "--redis-port", port, "--chunk-frames", "24",
+               "--x265-params", "lossless=1")  # fmt: skip
+    serve = start_serve(service_folder, *options)
+    (inbox / "movie.mkv").write_bytes(source.read_bytes())
+    work = outbox / ".ute-work"
+    wait_for(lambda: len(list(work.glob("*/0*.mkv"))) >= 4, "a few chunks to finish", log, serve)
+    kill_everything(serve)
+    assert not (outbox / "movie.mkv").exists()
+    done_before = len(list(work.glob("*/0*.mkv")))
+    assert done_before < 20, "the file finished before it could be killed"
+
+    serve = start_serve(service_folder, *options)
+    wait_for(lambda: (inbox / "done" / "movie.mkv").exists(), "the resumed file to finish", log, serve)
+    runner.stop([serve])
+    assert frame_hashes(outbox / "movie.mkv") == frame_hashes(source)
+    assert [s.kind for s in probe(outbox / "movie.mkv").streams] == ["video", "audio"]
+    assert "reusing" in log.read_text() or done_before > 0

@@ -1,0 +1,284 @@
+"""The inbox: which files have arrived completely, and where sources go when they are finished.
+
+A file is offered only when every signal agrees its transfer is over: its size and mtime have
+not changed for the settle window, no local process holds it open for writing, and a probe finds
+the whole file (its packets reach the duration its header declares). A probe that fails is not
+a verdict while the file may still be arriving: the file is refused only after it has stayed
+unchanged for the much longer stall window. Probes run in parallel threads, so one slow or
+stalled copy never holds up the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from ute import state
+from ute.errors import ProbeError
+from ute.probe import SourceInfo, probe
+
+log = logging.getLogger(__name__)
+
+HIGH_DIR, DONE_DIR, FAILED_DIR = "high", "done", "failed"
+IGNORED_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", ".error.txt", ".ute.toml")
+# After a writer closes the file, this much quiet is enough (a close-write event is a strong sign).
+CLOSED_SETTLE_SECONDS = 1.0
+PROBE_THREADS = 4
+
+
+@dataclass(frozen=True)
+class InboxLayout:
+    root: Path
+
+    @property
+    def high(self) -> Path:
+        return self.root / HIGH_DIR
+
+    @property
+    def done(self) -> Path:
+        return self.root / DONE_DIR
+
+    @property
+    def failed(self) -> Path:
+        return self.root / FAILED_DIR
+
+    def create(self) -> None:
+        for folder in (self.root, self.high, self.done, self.failed):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def queue_for(self, path: Path) -> str:
+        return state.QUEUE_HIGH if path.parent == self.high else state.QUEUE_LOW
+
+    def candidates(self) -> list[Path]:
+        """Files waiting in the inbox and in high/, high/ first, each in name order."""
+        found = []
+        for folder in (self.high, self.root):
+            with contextlib.suppress(FileNotFoundError):
+                found += sorted(
+                    entry for entry in folder.iterdir()
+                    if entry.is_file() and not entry.name.startswith(".")
+                    and not entry.name.endswith(IGNORED_SUFFIXES)
+                )  # fmt: skip
+        return found
+
+    def move_to_done(self, source: Path) -> Path:
+        return _move_aside(source, self.done)
+
+    def move_to_failed(self, source: Path, reason: str) -> Path:
+        """The source goes to failed/ with `<name>.error.txt` beside it saying why."""
+        moved = _move_aside(source, self.failed) if source.exists() else self.failed / source.name
+        reason_file = moved.with_name(moved.name + ".error.txt")
+        reason_file.write_text(reason.rstrip() + "\n", encoding="utf-8")
+        return moved
+
+
+def _move_aside(source: Path, folder: Path) -> Path:
+    """Move without ever replacing a file already there: `name (2).ext` if needed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = unused_name(folder / source.name)
+    shutil.move(source, target)
+    return target
+
+
+def unused_name(path: Path) -> Path:
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem} ({number}){path.suffix}")
+    return candidate
+
+
+@dataclass(frozen=True)
+class Arrival:
+    path: Path
+    queue: str
+    info: SourceInfo
+
+
+@dataclass(frozen=True)
+class Refusal:
+    path: Path
+    reason: str
+
+
+@dataclass
+class _Watched:
+    size: int
+    mtime_ns: int
+    changed_at: float
+    probe: Future[SourceInfo] | None = None
+    error: str | None = None
+
+
+@dataclass
+class InboxWatcher:
+    """Turns inbox events and rescans into Arrivals (complete files) and Refusals."""
+
+    layout: InboxLayout
+    settle_seconds: float
+    stall_seconds: float
+    rescan_seconds: float = 2.0
+    _watched: dict[Path, _Watched] = field(default_factory=dict)
+    _claimed: set[Path] = field(default_factory=set)
+    _events: set[Path] = field(default_factory=set)
+    _closed_at: dict[Path, float] = field(default_factory=dict)  # wall clock of close-write events
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _last_rescan: float = 0.0
+    _pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(PROBE_THREADS, thread_name_prefix="ute-probe")
+    )
+    _observer: Observer | None = None  # type: ignore[valid-type]
+
+    def start(self) -> None:
+        self.layout.create()
+        handler = _EventRecorder(self)
+        self._observer = Observer()
+        for folder in (self.layout.root, self.layout.high):
+            self._observer.schedule(handler, str(folder), recursive=False)
+        self._observer.start()
+
+    def stop(self) -> None:
+        if self._observer:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def release(self, path: Path) -> None:
+        """The service is finished with path (moved, refused or dropped): watch it afresh."""
+        self._claimed.discard(path)
+        self._watched.pop(path, None)
+        with self._lock:
+            self._closed_at.pop(path, None)
+
+    def note_event(self, path: Path, closed: bool) -> None:
+        with self._lock:
+            self._events.add(path)
+            if closed:
+                self._closed_at[path] = time.time()
+
+    def _closed_since_last_write(self, path: Path, watched: _Watched) -> bool:
+        with self._lock:
+            closed_at = self._closed_at.get(path, 0.0)
+        return closed_at >= watched.mtime_ns / 1e9 - 0.05
+
+    def poll(self, now: float | None = None) -> list[Arrival | Refusal]:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            had_events, self._events = bool(self._events), set()
+        if had_events or now - self._last_rescan >= self.rescan_seconds:
+            self._last_rescan = now
+            present = set(self.layout.candidates())
+            for gone in set(self._watched) - present:
+                self._watched.pop(gone, None)
+            for path in present - set(self._watched) - self._claimed:
+                self._track(path, now)
+        results: list[Arrival | Refusal] = []
+        for path in sorted(self._watched, key=_arrival_order):
+            if path not in self._claimed:
+                outcome = self._check(path, self._watched[path], now)
+                if outcome:
+                    self._claimed.add(path)
+                    results.append(outcome)
+        return results
+
+    def _track(self, path: Path, now: float) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            stat = path.stat()
+            self._watched[path] = _Watched(stat.st_size, stat.st_mtime_ns, now)
+            log.debug("%s: seen, waiting for its transfer to finish", path.name)
+
+    def _check(self, path: Path, watched: _Watched, now: float) -> Arrival | Refusal | None:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            self._watched.pop(path, None)
+            return None
+        if (stat.st_size, stat.st_mtime_ns) != (watched.size, watched.mtime_ns):
+            self._watched[path] = _Watched(stat.st_size, stat.st_mtime_ns, now)
+            return None
+        quiet = now - watched.changed_at
+        if watched.probe is not None:
+            if not watched.probe.done():
+                return None
+            return self._judge(path, watched, quiet)
+        settled = quiet >= self.settle_seconds or (
+            quiet >= min(CLOSED_SETTLE_SECONDS, self.settle_seconds)
+            and self._closed_since_last_write(path, watched)
+        )
+        if watched.error is not None:
+            if quiet >= self.stall_seconds:
+                return Refusal(path, watched.error)
+            return None
+        if settled and not open_for_writing(path):
+            watched.probe = self._pool.submit(probe, path)
+        return None
+
+    def _judge(self, path: Path, watched: _Watched, quiet: float) -> Arrival | Refusal | None:
+        probe_result, watched.probe = watched.probe, None
+        assert probe_result is not None
+        try:
+            info = probe_result.result()
+        except ProbeError as error:
+            watched.error = str(error)
+            if quiet >= self.stall_seconds:
+                return Refusal(path, watched.error)
+            log.debug("%s: not complete yet (%s); still waiting", path.name, error)
+            return None
+        except Exception as error:  # a probe must never take the service down
+            watched.error = f"{path}: could not be read ({error})"
+            return None
+        if (info.size, info.mtime_ns) != (watched.size, watched.mtime_ns):
+            return None  # it changed while it was probed
+        return Arrival(path, self.layout.queue_for(path), info)
+
+
+def _arrival_order(path: Path) -> tuple[int, str]:
+    return (0 if path.parent.name == HIGH_DIR else 1, path.name)
+
+
+class _EventRecorder(FileSystemEventHandler):
+    def __init__(self, watcher: InboxWatcher) -> None:
+        self.watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            return
+        closed = event.event_type == "closed"
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            if raw:
+                self.watcher.note_event(Path(os.fsdecode(raw)), closed)
+
+
+def open_for_writing(path: Path) -> bool:
+    """Linux: whether any process we can see holds path open for writing (a copy in progress)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return False
+    try:
+        target = path.resolve()
+    except OSError:
+        return False
+    for fd_dir in proc.glob("[0-9]*/fd"):
+        with contextlib.suppress(OSError):
+            for fd in fd_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    if Path(os.readlink(fd)) == target and _writable(fd_dir.parent, fd.name):
+                        return True
+    return False
+
+
+def _writable(process_dir: Path, fd: str) -> bool:
+    for line in (process_dir / "fdinfo" / fd).read_text().splitlines():
+        if line.startswith("flags:"):
+            return int(line.split()[1], 8) & (os.O_WRONLY | os.O_RDWR) != 0
+    return False

@@ -1,0 +1,61 @@
+"""Local `ute-worker` processes started beside a coordinator (`--workers N`)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import redis
+from rq import Worker
+
+from ute import runner, state
+from ute.errors import UteError
+
+log = logging.getLogger(__name__)
+
+WORKER_START_SECONDS = 60
+
+
+@contextlib.contextmanager
+def local_workers(
+    url: str, count: int, log_dir: Path, *, cold_stop: bool = False
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start count workers; on leaving, stop them (cold: abort their chunks for a later rerun)."""
+    names = [f"local-{os.getpid()}-{number}" for number in range(1, count + 1)]
+    log_dir.mkdir(parents=True, exist_ok=True)
+    processes = [
+        runner.spawn(
+            [sys.executable, "-m", "ute.worker", "--redis-url", url, "--name", name],
+            log_path=log_dir / f"{name}.log",
+        )
+        for name in names
+    ]
+    finished = False
+    try:
+        if processes:
+            _wait_until_registered(state.connect(url), names, processes, log_dir)
+            log.info("started %d local workers", len(processes))
+        yield processes
+        finished = True
+    finally:
+        runner.stop(processes, grace_seconds=30, cold=cold_stop or not finished)
+
+
+def _wait_until_registered(
+    connection: redis.Redis, names: Sequence[str], processes: Sequence[subprocess.Popen[bytes]],
+    log_dir: Path,
+) -> None:  # fmt: skip
+    """Queue nothing before the local workers listen, so every one of them gets chunks."""
+    deadline = time.monotonic() + WORKER_START_SECONDS
+    while not set(names) <= {worker.name for worker in Worker.all(connection=connection)}:
+        if any(process.poll() is not None for process in processes):
+            raise UteError(f"a local worker exited at start; see its log in {log_dir}")
+        if time.monotonic() > deadline:
+            raise UteError(f"local workers did not start within {WORKER_START_SECONDS} s")
+        time.sleep(0.1)
