@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -162,3 +163,24 @@ def test_sigkill_of_everything_mid_file_then_restart_completes_it(service_folder
     assert frame_hashes(outbox / "movie.mkv") == frame_hashes(source)
     assert [s.kind for s in probe(outbox / "movie.mkv").streams] == ["video", "audio"]
     assert "reusing" in log.read_text() or done_before > 0
+
+
+def test_a_chunk_that_keeps_failing_fails_its_file_cleanly(service_folder: Path, clean_redis: str) -> None:
+    inbox, outbox = service_folder / "inbox", service_folder / "outbox"
+    log = service_folder / "serve.log"
+    source = make_clip(service_folder / "movie.mkv", seconds=2)
+    serve = runner.spawn(
+        [sys.executable, "-m", "ute.cli", "serve", "--inbox", str(inbox), "--outbox", str(outbox),
+         *SERVICE_OPTIONS, "--workers", "1", "--redis-url", clean_redis,
+         "--x265-params", "ctu=7"],  # x265 refuses this: every try of every chunk fails
+        log_path=log, env={**os.environ, "UTE_RETRY_DELAYS": "0.2,0.5,1"},
+    )  # fmt: skip
+    (inbox / "movie.mkv").write_bytes(source.read_bytes())
+    reason_file = inbox / "failed" / "movie.mkv.error.txt"
+    wait_for(reason_file.exists, "the file to fail", log, serve)
+    assert serve.poll() is None
+    reason = reason_file.read_text()
+    assert "max cu size must be 16, 32, or 64" in reason and "failed 4 times" in reason
+    assert (inbox / "failed" / "movie.mkv").read_bytes() == source.read_bytes()
+    assert [p.name for p in outbox.iterdir() if not p.name.startswith(".")] == []
+    runner.stop([serve])

@@ -201,16 +201,22 @@ def run_serve(args: argparse.Namespace) -> int:
         settle_seconds=args.settle_seconds, stall_seconds=args.stall_seconds,
         done_action=args.done_action,
     )  # fmt: skip
-    stop = threading.Event()
+    stop, abort = threading.Event(), threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
-        log.info("stopping (%s); start ute serve again to resume", signal.Signals(signum).name)
+        if stop.is_set():
+            log.info("%s again: aborting now; start ute serve again to resume",
+                     signal.Signals(signum).name)  # fmt: skip
+            abort.set()
+            return
+        log.info("%s: finishing the running chunks, then stopping; start ute serve again to resume",
+                 signal.Signals(signum).name)  # fmt: skip
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     serve(options, workers=args.workers, redis_url=args.redis_url, redis_port=args.redis_port,
-          redis_bind=args.redis_bind, stop=stop)  # fmt: skip
+          redis_bind=args.redis_bind, stop=stop, abort=abort)  # fmt: skip
     return 0
 
 

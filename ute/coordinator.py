@@ -19,7 +19,7 @@ from ute.errors import EncodeError, UteError
 from ute.localworkers import local_workers
 from ute.logs import console
 from ute.probe import probe
-from ute.progress import read_progress
+from ute.progress import ChunkProgress, read_progress
 from ute.redis_server import private_redis
 from ute.settings import EncodeSettings
 
@@ -107,7 +107,6 @@ def _wait_for_chunks(
     connection: redis.Redis, prepared: pipeline.PreparedFile,
     local_workers: Sequence[subprocess.Popen[bytes]],
 ) -> None:  # fmt: skip
-    job_ids = prepared.job_ids
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -118,19 +117,38 @@ def _wait_for_chunks(
         console=console,
         disable=not console.is_terminal,
     ) as bar:
+        watchdog = monitor.ChunkMonitor(connection)
         task = bar.add_task(prepared.name, total=prepared.info.frame_count, chunks="", fps="")
+        pause = POLL_SECONDS
         while True:
-            progress = read_progress(connection, job_ids, prepared.chunks)
-            if progress.failure:
-                raise EncodeError(f"{prepared.name}: {progress.failure}")
+            if local_workers and all(p.poll() is not None for p in local_workers):
+                raise EncodeError(f"every local worker has exited; see their logs in {prepared.work_dir}")
+            try:
+                progress = _check_chunks(connection, prepared, watchdog)
+                pause = POLL_SECONDS
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+                log.warning("Redis is unreachable (%s); trying again in %.0f s", error, pause)
+                pause = min(pause * 2, state.REDIS_RETRY_MAX_SECONDS)
+                time.sleep(pause)
+                continue
             bar.update(task, completed=progress.frames_done, fps=f"{progress.fps:.1f} fps",
                        chunks=f"{progress.chunks_done}/{progress.chunks_total} chunks")  # fmt: skip
             if progress.complete:
                 return
-            if local_workers and all(p.poll() is not None for p in local_workers):
-                raise EncodeError(f"every local worker has exited; see their logs in {prepared.work_dir}")
-            monitor.requeue_dead_chunks(connection, job_ids)
-            time.sleep(POLL_SECONDS)
+            time.sleep(pause)
+
+
+def _check_chunks(
+    connection: redis.Redis, prepared: pipeline.PreparedFile, watchdog: monitor.ChunkMonitor
+) -> ChunkProgress:
+    """One look at the file's chunks: resubmit lost jobs, requeue dead ones, stop on failure."""
+    progress = read_progress(connection, prepared.file_id, prepared.chunks)
+    if progress.missing:
+        submit.submit_chunks(connection, [prepared.specs[i] for i in progress.missing])
+    if progress.failure:
+        raise EncodeError(f"{prepared.name}: {progress.failure}")
+    watchdog.sweep(state.current_chunk_job_ids(connection, prepared.file_id, len(prepared.chunks)))
+    return progress
 
 
 def _remove_if_empty(folder: Path) -> None:

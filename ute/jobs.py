@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 from rq import get_current_job
+from rq.job import Job
 
 from ute import commands, probe, runner, state, tools
 from ute.errors import EncodeError
@@ -53,21 +54,36 @@ def encode_chunk(spec_json: dict[str, Any]) -> dict[str, Any]:
         log.info("%s: segment already done, reusing it", name)
         return _result(spec, segment, seconds=0.0, reused=True)
 
+    job = get_current_job()
+    attempt = uuid.uuid4().hex
+    if job is not None:
+        state.claim_chunk(job.connection, state.chunk_key(spec.file_id, spec.index), attempt)
     # A per-attempt name: a late attempt can never write into another attempt's file.
-    part = segment.with_name(f"{segment.name}.{uuid.uuid4().hex[:8]}.part")
+    part = segment.with_name(f"{segment.name}.{attempt[:8]}.part")
     settings = EncodeSettings.from_json(spec.settings)
     argv = commands.encode_chunk(
         tools.ffmpeg(), Path(spec.source), spec.video_index, spec.seek_microseconds,
         spec.frames, settings, part,
     )  # fmt: skip
     started = time.monotonic()
-    with _heartbeat(), _cleanup_on_failure(part, name):
-        runner.run(argv, on_progress=_progress_reporter())
+    with _heartbeat(job), _cleanup_on_failure(part, name):
+        runner.run(argv, on_progress=_progress_reporter(job))
         written = probe.count_frames(part)
         if written != spec.frames:
             raise EncodeError(f"{name}: the encoder wrote {written} of {spec.frames} frames")
-        os.replace(part, segment)
+        _commit(job, state.chunk_key(spec.file_id, spec.index), attempt, part, segment, name)
     return _result(spec, segment, seconds=time.monotonic() - started, reused=False)
+
+
+def _commit(job: Job | None, chunk: str, attempt: str, part: Path, segment: Path, name: str) -> None:
+    """Rename part to segment, unless a newer attempt at this chunk has taken it over."""
+    if job is None:
+        os.replace(part, segment)
+        return
+    with state.commit_fence(job.connection, chunk, attempt) as allowed:
+        if not allowed:
+            raise EncodeError(f"{name}: a newer attempt took this chunk over; this one is discarded")
+        os.replace(part, segment)
 
 
 @contextlib.contextmanager
@@ -83,9 +99,8 @@ def _cleanup_on_failure(part: Path, name: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _heartbeat() -> Iterator[None]:
+def _heartbeat(job: Job | None) -> Iterator[None]:
     """Refresh the chunk's short-lived alive key while it encodes (see monitor.py)."""
-    job = get_current_job()
     if job is None:
         yield
         return
@@ -119,9 +134,8 @@ def _result(spec: ChunkSpec, segment: Path, *, seconds: float, reused: bool) -> 
     }
 
 
-def _progress_reporter() -> runner.ProgressCallback:
-    """Publish frames done to the job's meta, at most once a second."""
-    job = get_current_job()
+def _progress_reporter(job: Job | None) -> runner.ProgressCallback:
+    """Publish frames done to the job's meta, at most once a second; Redis hiccups are ignored."""
     last_saved = 0.0
 
     def report(block: dict[str, str]) -> None:
@@ -132,7 +146,8 @@ def _progress_reporter() -> runner.ProgressCallback:
         last_saved = now
         job.meta["frames_done"] = int(block.get("frame", "0") or 0)
         job.meta["fps"] = float(block.get("fps", "0") or 0)
-        job.save_meta()
+        with contextlib.suppress(redis.exceptions.RedisError):
+            job.save_meta()
 
     return report
 

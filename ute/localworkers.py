@@ -23,10 +23,8 @@ WORKER_START_SECONDS = 60
 
 
 @contextlib.contextmanager
-def local_workers(
-    url: str, count: int, log_dir: Path, *, cold_stop: bool = False
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Start count workers; on leaving, stop them (cold: abort their chunks for a later rerun)."""
+def local_workers(url: str, count: int, log_dir: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start count workers; on leaving, stop the ones still running (cold after an error)."""
     names = [f"local-{os.getpid()}-{number}" for number in range(1, count + 1)]
     log_dir.mkdir(parents=True, exist_ok=True)
     processes = [
@@ -44,7 +42,7 @@ def local_workers(
         yield processes
         finished = True
     finally:
-        runner.stop(processes, grace_seconds=30, cold=cold_stop or not finished)
+        runner.stop(processes, grace_seconds=30, cold=not finished)
 
 
 def _wait_until_registered(

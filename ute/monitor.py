@@ -1,16 +1,21 @@
-"""The watchdog over chunks: a started chunk whose heartbeat is gone goes back to the front.
+"""The watchdog over chunks: dead encoders and stuck encoders give their chunk back, at the front.
 
-rq alone notices a dead worker only after minutes; each busy chunk here refreshes a short-lived
-key every second (see jobs.encode_chunk), so a missing key means nobody is encoding it.
+rq alone notices a dead worker only after minutes. Each busy chunk here refreshes a short-lived
+key every second (see jobs.encode_chunk), so a missing key means nobody is encoding it. A chunk
+whose encoder is alive but makes no progress for much longer than the swarm's speed explains is
+stopped and requeued too.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import redis
+from rq.command import send_stop_job_command
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
@@ -20,24 +25,93 @@ log = logging.getLogger(__name__)
 
 # How long a freshly started chunk may go without its first heartbeat.
 START_GRACE_SECONDS = state.HEARTBEAT_TTL_SECONDS
+# A chunk is stuck after this many frames' worth of time without a new frame (x265 holds back
+# its lookahead, so the first frames take longest), and never sooner than STUCK_MIN_SECONDS.
+STUCK_FRAMES = 150
+STUCK_MIN_SECONDS = 120.0
+# Before any encoder has reported a speed, only a very long silence counts as stuck.
+STUCK_UNKNOWN_SPEED_SECONDS = 1800.0
 
 
-def requeue_dead_chunks(connection: redis.Redis, job_ids: Sequence[str]) -> list[str]:
-    """Requeue, at the front, every started chunk job that nobody is encoding; return their ids."""
-    requeued = []
-    now = datetime.now(UTC)
-    for job in Job.fetch_many(list(job_ids), connection=connection, serializer=JSONSerializer):
-        if job is None or job.get_status(refresh=False) != JobStatus.STARTED:
-            continue
-        started = job.started_at or job.enqueued_at
-        if started is not None and started.tzinfo is None:
-            started = started.replace(tzinfo=UTC)
-        if started and (now - started).total_seconds() < START_GRACE_SECONDS:
-            continue
-        if state.is_alive(connection, job.id):
-            continue
-        log.warning("chunk job %s lost its worker (%s); requeued at the front", job.id,
-                    job.worker_name or "unknown")  # fmt: skip
-        submit.requeue_at_front(connection, job)
-        requeued.append(job.id)
-    return requeued
+@dataclass
+class _Seen:
+    frames: int
+    since: float
+
+
+@dataclass
+class ChunkMonitor:
+    """Call sweep() every second or so with the job ids of the chunks being encoded."""
+
+    connection: redis.Redis
+    _progress: dict[str, _Seen] = field(default_factory=dict)
+
+    def sweep(self, job_ids: Sequence[str]) -> list[str]:
+        """Requeue dead and stuck chunks at the front of their queue; return the old job ids."""
+        now = time.monotonic()
+        fetched = [job for job in Job.fetch_many(list(job_ids), connection=self.connection,
+                                                 serializer=JSONSerializer) if job is not None]  # fmt: skip
+        requeued = self._retry_failed([j for j in fetched if j.get_status(refresh=False) == JobStatus.FAILED])
+        jobs = [job for job in fetched if job.get_status(refresh=False) == JobStatus.STARTED]
+        speeds = [float(job.meta.get("fps", 0)) for job in jobs if float(job.meta.get("fps", 0)) > 0]
+        stuck_after = stuck_limit_seconds(sum(speeds) / len(speeds) if speeds else None)
+        for job in jobs:
+            if _younger_than(job, START_GRACE_SECONDS):
+                continue
+            if not state.is_alive(self.connection, job.id):
+                log.warning("chunk job %s lost its worker %s; requeued at the front", job.id,
+                            job.worker_name or "(unknown)")  # fmt: skip
+            elif self._stalled_for(job, now) >= stuck_after:
+                log.warning("chunk job %s made no progress for %.0f s on %s; stopped and requeued",
+                            job.id, stuck_after, job.worker_name)  # fmt: skip
+                try:
+                    send_stop_job_command(self.connection, job.id)
+                except Exception as error:  # the fence keeps a late commit out anyway
+                    log.warning("could not stop job %s: %s", job.id, error)
+            else:
+                continue
+            submit.requeue_at_front(self.connection, job)
+            self._progress.pop(job.id, None)
+            requeued.append(job.id)
+        for gone in set(self._progress) - {job.id for job in jobs}:
+            del self._progress[gone]
+        return requeued
+
+    def _retry_failed(self, failed: list[Job]) -> list[str]:
+        """Failed chunks with tries left go back to the front once their delay has passed."""
+        retried = []
+        for job in failed:
+            delay = submit.retry_delay(job)
+            if delay is None or job.ended_at is None or not _older_than(job.ended_at, delay):
+                continue
+            log.warning("chunk job %s failed on %s; trying it again (failure %d)", job.id,
+                        job.worker_name, int(job.meta.get("failures", 0)) + 1)  # fmt: skip
+            submit.requeue_at_front(self.connection, job, failed=True)
+            retried.append(job.id)
+        return retried
+
+    def _stalled_for(self, job: Job, now: float) -> float:
+        frames = int(job.meta.get("frames_done", 0))
+        seen = self._progress.get(job.id)
+        if seen is None or seen.frames != frames:
+            self._progress[job.id] = _Seen(frames, now)
+            return 0.0
+        return now - seen.since
+
+
+def stuck_limit_seconds(encoder_fps: float | None) -> float:
+    """How long an encoder may go without a new frame, given the swarm's speed per encoder."""
+    if not encoder_fps:
+        return STUCK_UNKNOWN_SPEED_SECONDS
+    return max(STUCK_MIN_SECONDS, STUCK_FRAMES / encoder_fps)
+
+
+def _younger_than(job: Job, seconds: float) -> bool:
+    started = job.started_at or job.enqueued_at
+    return started is not None and not _older_than(started, seconds)
+
+
+def _older_than(moment: datetime, seconds: float) -> bool:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - moment).total_seconds() >= seconds

@@ -27,10 +27,6 @@ class PreparedFile:
     specs: tuple[ChunkSpec, ...]
 
     @property
-    def job_ids(self) -> list[str]:
-        return [state.chunk_job_id(self.file_id, chunk.index) for chunk in self.chunks]
-
-    @property
     def name(self) -> str:
         return Path(self.info.path).name
 

@@ -9,7 +9,9 @@ import redis
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from ute import state
 from ute.plan import Chunk
+from ute.submit import retry_delay
 
 BROKEN_STATES = (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
 
@@ -22,17 +24,18 @@ class ChunkProgress:
     frames_done: int  # finished chunks plus what running encoders report
     fps: float  # sum over running encoders
     failure: str | None  # why a chunk failed for good, if one did
+    missing: tuple[int, ...] = ()  # chunks whose job vanished (Redis lost it): submit them again
 
     @property
     def complete(self) -> bool:
         return self.chunks_done == self.chunks_total
 
 
-def read_progress(
-    connection: redis.Redis, job_ids: Sequence[str], chunks: Sequence[Chunk]
-) -> ChunkProgress:
-    jobs = Job.fetch_many(list(job_ids), connection=connection, serializer=JSONSerializer)
+def read_progress(connection: redis.Redis, file_id: str, chunks: Sequence[Chunk]) -> ChunkProgress:
+    job_ids = state.current_chunk_job_ids(connection, file_id, len(chunks))
+    jobs = Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer)
     chunks_done, frames_done, fps, failure = 0, 0, 0.0, None
+    missing: list[int] = []
     for job, chunk in zip(jobs, chunks, strict=True):
         status = job.get_status(refresh=False) if job else None
         if status == JobStatus.FINISHED:
@@ -41,16 +44,19 @@ def read_progress(
         elif status == JobStatus.STARTED and job is not None:
             frames_done += min(chunk.frames, int(job.meta.get("frames_done", 0)))
             fps += float(job.meta.get("fps", 0.0))
-        elif (status in BROKEN_STATES or status is None) and failure is None:
-            failure = failure_reason(job, chunk)
+        elif status is None:
+            missing.append(chunk.index)
+        elif status == JobStatus.FAILED and job is not None and retry_delay(job) is not None:
+            pass  # the monitor tries it again after its delay
+        elif status in BROKEN_STATES and failure is None and job is not None:
+            tries = int(job.meta.get("failures", 0)) + 1
+            failure = failure_reason(job, chunk) + (f" (failed {tries} times)" if tries > 1 else "")
     return ChunkProgress(len(chunks), chunks_done, sum(c.frames for c in chunks), frames_done,
-                         fps, failure)  # fmt: skip
+                         fps, failure, tuple(missing))  # fmt: skip
 
 
-def failure_reason(job: Job | None, chunk: Chunk) -> str:
+def failure_reason(job: Job, chunk: Chunk) -> str:
     """The last line of the job's exception, without the exception's class name."""
-    if job is None:
-        return f"the job for chunk {chunk.index} vanished from Redis"
     result = job.latest_result()
     lines = [line for line in (result.exc_string or "" if result else "").splitlines() if line.strip()]
     if not lines:

@@ -21,6 +21,9 @@ from ute.errors import CommandError
 log = logging.getLogger(__name__)
 
 STDERR_TAIL_LINES = 20
+ERROR_LINES_IN_MESSAGE = 3
+# rq ignores a second shutdown signal that comes within a second of the first.
+RQ_SECOND_SIGNAL_GAP_SECONDS = 1.2
 ProgressCallback = Callable[[dict[str, str]], None]
 
 
@@ -107,13 +110,15 @@ def run(
 
 
 def describe_failure(result: CommandResult) -> str:
-    """One line: which program failed, how, and its last words on stderr."""
+    """One line: which program failed, how, and what it said (its error lines, else its last)."""
     program = Path(result.argv[0]).name
+    program = "ffmpeg" if program.startswith("ffmpeg") else program  # imageio-ffmpeg's long name
     how = f"was killed by signal {-result.returncode}" if result.returncode < 0 else (
         f"exited with status {result.returncode}"
     )
-    last = next((line.strip() for line in reversed(result.stderr_tail) if line.strip()), "")
-    return f"{program} {how}" + (f": {last}" if last else "")
+    lines = [line.strip() for line in result.stderr_tail if line.strip()]
+    said = [line for line in lines if "error" in line.lower()][:ERROR_LINES_IN_MESSAGE] or lines[-1:]
+    return f"{program} {how}" + (f": {' | '.join(said)}" if said else "")
 
 
 def spawn(
@@ -143,20 +148,27 @@ def spawn(
 
 
 def stop(
-    processes: Sequence[subprocess.Popen[bytes]], *, grace_seconds: float = 10.0, cold: bool = False
+    processes: Sequence[subprocess.Popen[bytes]],
+    *,
+    grace_seconds: float = 10.0,
+    cold: bool = False,
+    wait: bool = True,
 ) -> None:
     """SIGTERM each helper's process group, then SIGKILL what is still there after the grace time.
 
     An rq worker takes one SIGTERM as "finish the job, then exit" and a second as "abort the
     job now" (cold): its work horse sits in a process group of its own, out of reach of ours.
+    With wait=False the signal is only sent.
     """
     running = [process for process in processes if process.poll() is None]
     for process in running:
         _signal_group(process, signal.SIGTERM)
     if cold and running:
-        time.sleep(0.2)
+        time.sleep(RQ_SECOND_SIGNAL_GAP_SECONDS)
         for process in running:
             _signal_group(process, signal.SIGTERM)
+    if not wait:
+        return
     deadline = time.monotonic() + grace_seconds
     for process in running:
         try:

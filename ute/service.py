@@ -12,13 +12,14 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
-from ute import monitor, pipeline, state, submit
+from ute import monitor, pipeline, runner, state, submit
 from ute.errors import UteError
 from ute.history import HISTORY_FILE_NAME, OUTCOME_DONE, OUTCOME_FAILED, History, HistoryEntry
 from ute.inbox import Arrival, InboxLayout, InboxWatcher, Refusal, unused_name
@@ -70,9 +71,11 @@ def serve(
     redis_port: int = DEFAULT_REDIS_PORT,
     redis_bind: str = "127.0.0.1",
     stop: threading.Event | None = None,
+    abort: threading.Event | None = None,
 ) -> None:
-    """Run the service until stop is set (the CLI sets it on SIGTERM and Ctrl-C)."""
-    stop = stop or threading.Event()
+    """Run the service until stop is set, then coast down (finish running chunks) unless abort
+    is set too. The CLI sets stop on the first SIGTERM or Ctrl-C and abort on the second."""
+    stop, abort = stop or threading.Event(), abort or threading.Event()
     InboxLayout(options.inbox).create()
     options.outbox.mkdir(parents=True, exist_ok=True)
     options.work_root.mkdir(parents=True, exist_ok=True)
@@ -86,8 +89,25 @@ def serve(
                 log.warning("Redis listens on %s without a password: only do this on a network "
                             "you trust", redis_bind)  # fmt: skip
         log.info("Redis: %s  (remote workers: ute-worker --redis-url %s)", redis_url, redis_url)
-        stack.enter_context(local_workers(redis_url, workers, options.work_root / "logs", cold_stop=True))
-        Service(options, state.connect(redis_url), history).run(stop)
+        processes = stack.enter_context(local_workers(redis_url, workers, options.work_root / "logs"))
+        service = Service(options, state.connect(redis_url), history)
+        coasting = False
+
+        def coasted_down() -> bool:
+            """After the first stop signal: local workers finish their chunks, then we leave."""
+            nonlocal coasting
+            if abort.is_set():
+                return True
+            if not coasting:
+                coasting = True
+                log.info("coasting down: local workers finish their chunks (stop again to abort)")
+                runner.stop(processes, grace_seconds=0, wait=False)
+            return all(process.poll() is not None for process in processes)
+
+        service.run(stop, until=coasted_down)
+        if abort.is_set():
+            log.info("aborting: running chunks are stopped and go back to their queue")
+            runner.stop(processes, grace_seconds=30, cold=True)
 
 
 class Service:
@@ -99,33 +119,49 @@ class Service:
         self.watcher = InboxWatcher(self.layout, options.settle_seconds, options.stall_seconds)
         self.active: dict[Path, ActiveFile] = {}  # in arrival order
         self.finalizers = ThreadPoolExecutor(FINALIZE_THREADS, thread_name_prefix="ute-finalize")
+        self.monitor = monitor.ChunkMonitor(connection)
         self._last_monitor = 0.0
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, *, until: Callable[[], bool] | None = None) -> None:
+        """Step until stop is set; then, if until is given, keep finishing work until it is true.
+
+        A Redis that goes away is waited for with growing pauses, never a crash.
+        """
         self.watcher.start()
         log.info("watching %s (high priority: %s)", self.layout.root, self.layout.high)
+        pause = POLL_SECONDS
         try:
-            while not stop.is_set():
-                self.step()
-                stop.wait(POLL_SECONDS)
+            while not (until() if stop.is_set() and until else stop.is_set()):
+                try:
+                    self.step(take_new_files=not stop.is_set())
+                    pause = POLL_SECONDS
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+                    log.warning("Redis is unreachable (%s); trying again in %.0f s", error, pause)
+                    pause = min(pause * 2, state.REDIS_RETRY_MAX_SECONDS)
+                time.sleep(pause)
         finally:
             self.watcher.stop()
             self.finalizers.shutdown(wait=False, cancel_futures=True)
 
-    def step(self) -> None:
-        for event in self.watcher.poll():
-            if isinstance(event, Arrival):
-                self._take(event)
-            else:
-                self._refuse(event)
+    def step(self, *, take_new_files: bool = True) -> None:
+        for event in self.watcher.poll() if take_new_files else []:
+            try:
+                if isinstance(event, Arrival):
+                    self._take(event)
+                else:
+                    self._refuse(event)
+            except redis.exceptions.RedisError:
+                self.watcher.release(event.path)  # offered again once Redis is back
+                raise
         for active in list(self.active.values()):
             self._advance(active)
         now = time.monotonic()
         if now - self._last_monitor >= MONITOR_EVERY_SECONDS:
             self._last_monitor = now
             encoding = [a for a in self.active.values() if a.finalizing is None]
-            monitor.requeue_dead_chunks(self.connection,
-                                        [job for a in encoding for job in a.prepared.job_ids])  # fmt: skip
+            job_ids = [job_id for a in encoding for job_id in state.current_chunk_job_ids(
+                self.connection, a.prepared.file_id, len(a.prepared.chunks))]  # fmt: skip
+            self.monitor.sweep(job_ids)
 
     def _take(self, arrival: Arrival) -> None:
         name = arrival.path.name
@@ -149,8 +185,13 @@ class Service:
             if active.finalizing.done():
                 self._finish(active, active.finalizing)
             return
-        progress = read_progress(self.connection, active.prepared.job_ids, active.prepared.chunks)
-        if progress.failure:
+        progress = read_progress(self.connection, active.prepared.file_id, active.prepared.chunks)
+        if progress.missing:
+            log.warning("%s: Redis lost %d chunk jobs; queueing them again", active.source.name,
+                        len(progress.missing))  # fmt: skip
+            submit.submit_chunks(self.connection, [active.prepared.specs[i] for i in progress.missing],
+                                 active.queue)  # fmt: skip
+        elif progress.failure:
             self._fail(active, progress.failure)
         elif progress.complete:
             stem = active.source.stem
@@ -200,6 +241,7 @@ class Service:
         self.watcher.release(refusal.path)
 
     def _fail(self, active: ActiveFile, reason: str) -> None:
+        submit.clear_chunks(self.connection, active.prepared.file_id, len(active.prepared.chunks))
         log.error("%s: failed: %s", active.source.name, reason)
         self.layout.move_to_failed(active.source, reason)
         info = active.prepared.info
@@ -209,7 +251,6 @@ class Service:
             duration_seconds=info.duration_seconds, settings=active.prepared.settings.to_json(),
             queue=active.queue, started_at=active.started_at,
         ))  # fmt: skip
-        submit.clear_chunks(self.connection, active.prepared.file_id, len(active.prepared.chunks))
         self.watcher.release(active.source)
         self._forget(active)
 

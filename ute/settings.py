@@ -18,7 +18,10 @@ X265_PRESETS = (
 )  # fmt: skip
 # rq kills a job after this many seconds; generous because a slow preset on a long chunk is slow.
 DEFAULT_CHUNK_TIMEOUT_SECONDS = 6 * 3600
-CHUNK_RETRIES = 2
+# A failed chunk is tried again after each of these waits (growing, so that a passing problem can
+# pass); once they are used up, its file fails.
+CHUNK_RETRY_DELAYS_SECONDS = (5.0, 30.0, 120.0)
+ENV_RETRY_DELAYS = "UTE_RETRY_DELAYS"  # e.g. "5,30,120"
 
 ENV_REDIS_URL = "UTE_REDIS_URL"
 ENV_FFMPEG = "UTE_FFMPEG"
@@ -57,6 +60,17 @@ class EncodeSettings:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EncodeSettings:
         return cls(**data)
+
+
+def chunk_retry_delays() -> tuple[float, ...]:
+    """The waits before each retry of a failed chunk; $UTE_RETRY_DELAYS overrides them."""
+    override = os.environ.get(ENV_RETRY_DELAYS)
+    if not override:
+        return CHUNK_RETRY_DELAYS_SECONDS
+    try:
+        return tuple(float(part) for part in override.split(",") if part.strip())
+    except ValueError as error:
+        raise SettingsError(f"{ENV_RETRY_DELAYS}={override!r}: use seconds separated by commas") from error
 
 
 def redis_url_from_env() -> str | None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import time
+from collections.abc import Iterator
 
 import redis
 from rq import Queue
@@ -13,6 +16,8 @@ QUEUE_LOW = "low"
 QUEUES = (QUEUE_HIGH, QUEUE_LOW)  # workers listen in this order
 KEY_PREFIX = "ute:"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# While Redis is away, clients wait ever longer between tries, up to this.
+REDIS_RETRY_MAX_SECONDS = 30.0
 
 
 def connect(url: str) -> redis.Redis:
@@ -32,8 +37,33 @@ def fingerprint(path: str, size: int, mtime_ns: int, settings: str = "") -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def chunk_job_id(file_id: str, chunk_index: int) -> str:
-    return f"ute-{file_id}-chunk-{chunk_index:05d}"
+def chunk_job_id(file_id: str, chunk_index: int, generation: int = 0) -> str:
+    """A chunk gets a new job (generation) each time it is taken from an encoder that vanished,
+    so a late report from the old attempt can never land on the new attempt's job record."""
+    base = f"ute-{file_id}-chunk-{chunk_index:05d}"
+    return f"{base}-g{generation}" if generation else base
+
+
+def _generations_key(file_id: str) -> str:
+    return f"{KEY_PREFIX}generations:{file_id}"
+
+
+def chunk_generations(connection: redis.Redis, file_id: str) -> dict[int, int]:
+    raw = connection.hgetall(_generations_key(file_id))
+    return {int(index): int(generation) for index, generation in raw.items()}
+
+
+def current_chunk_job_ids(connection: redis.Redis, file_id: str, chunk_count: int) -> list[str]:
+    generations = chunk_generations(connection, file_id)
+    return [chunk_job_id(file_id, index, generations.get(index, 0)) for index in range(chunk_count)]
+
+
+def next_generation(connection: redis.Redis, file_id: str, chunk_index: int) -> int:
+    return int(connection.hincrby(_generations_key(file_id), str(chunk_index), 1))
+
+
+def forget_generations(connection: redis.Redis, file_id: str) -> None:
+    connection.delete(_generations_key(file_id))
 
 
 # A busy chunk refreshes this key every HEARTBEAT_SECONDS; gone means nobody is encoding it.
@@ -51,3 +81,42 @@ def beat(connection: redis.Redis, job_id: str, worker: str) -> None:
 
 def is_alive(connection: redis.Redis, job_id: str) -> bool:
     return bool(connection.exists(chunk_heartbeat_key(job_id)))
+
+
+# Fencing: the newest attempt at a chunk owns it; an older one that wakes up late cannot commit.
+ATTEMPT_TTL_SECONDS = 7 * 24 * 3600
+COMMIT_LOCK_MILLISECONDS = 10_000
+
+
+def chunk_key(file_id: str, chunk_index: int) -> str:
+    return f"{file_id}:{chunk_index}"
+
+
+def claim_chunk(connection: redis.Redis, chunk: str, attempt: str) -> None:
+    connection.set(f"{KEY_PREFIX}attempt:{chunk}", attempt, ex=ATTEMPT_TTL_SECONDS)
+
+
+@contextlib.contextmanager
+def commit_fence(connection: redis.Redis, chunk: str, attempt: str) -> Iterator[bool]:
+    """Yield True if attempt may commit now: it is the newest one and holds the commit lock."""
+    lock = f"{KEY_PREFIX}commit:{chunk}"
+    deadline = time.monotonic() + COMMIT_LOCK_MILLISECONDS / 1000
+    while not connection.set(lock, attempt, nx=True, px=COMMIT_LOCK_MILLISECONDS):
+        if time.monotonic() > deadline:
+            yield False
+            return
+        time.sleep(0.05)
+    try:
+        current = connection.get(f"{KEY_PREFIX}attempt:{chunk}")
+        allowed = current is not None and current.decode() == attempt
+        if allowed:
+            connection.incr(f"{KEY_PREFIX}commits:{chunk}")
+            connection.expire(f"{KEY_PREFIX}commits:{chunk}", ATTEMPT_TTL_SECONDS)
+        yield allowed
+    finally:
+        connection.delete(lock)
+
+
+def commit_count(connection: redis.Redis, chunk: str) -> int:
+    """How many times a chunk's segment was committed (once, if all is well)."""
+    return int(connection.get(f"{KEY_PREFIX}commits:{chunk}") or 0)

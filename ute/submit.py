@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-from rq import Queue, Retry
+from rq import Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from ute import jobs, state
 from ute.jobs import ChunkSpec
-from ute.settings import CHUNK_RETRIES, DEFAULT_CHUNK_TIMEOUT_SECONDS
+from ute.settings import DEFAULT_CHUNK_TIMEOUT_SECONDS, chunk_retry_delays
 
 # Results and failures stay in Redis a day: long enough to resume or read why.
 RESULT_TTL_SECONDS = 24 * 3600
@@ -25,7 +25,9 @@ def submit_chunks(
 ) -> list[str]:
     """Enqueue each chunk unless a job for it is already queued, running or done."""
     queue = state.queue(queue_name, connection)
-    job_ids = [state.chunk_job_id(spec.file_id, spec.index) for spec in specs]
+    generations = state.chunk_generations(connection, specs[0].file_id) if specs else {}
+    job_ids = [state.chunk_job_id(spec.file_id, spec.index, generations.get(spec.index, 0))
+               for spec in specs]  # fmt: skip
     existing = Job.fetch_many(job_ids, connection=connection, serializer=queue.serializer)
     to_enqueue = [
         _job_data(queue, spec, job_id)
@@ -37,13 +39,27 @@ def submit_chunks(
     return job_ids
 
 
-def requeue_at_front(connection: redis.Redis, job: Job) -> None:
-    """Put a chunk whose encoder is gone back at the front of its queue, as a fresh job."""
+def requeue_at_front(connection: redis.Redis, job: Job, *, failed: bool = False) -> None:
+    """Put a chunk back at the front of its queue as a fresh job (a new generation), carrying
+    over how often it was requeued and, if it failed, on which workers."""
     queue = state.queue(job.origin, connection)
-    spec, requeues = job.args[0], int(job.meta.get("requeues", 0)) + 1
+    spec = job.args[0]
+    meta = {
+        "requeues": int(job.meta.get("requeues", 0)) + 1,
+        "failures": int(job.meta.get("failures", 0)) + int(failed),
+        "failed_on": [*job.meta.get("failed_on", []), *([job.worker_name] if failed else [])],
+    }
     job.delete()
-    queue.enqueue_job(queue.create_job(**_job_kwargs(spec, job.id), meta={"requeues": requeues}),
-                      at_front=True)  # fmt: skip
+    generation = state.next_generation(connection, spec["file_id"], spec["index"])
+    new_id = state.chunk_job_id(spec["file_id"], spec["index"], generation)
+    queue.enqueue_job(queue.create_job(**_job_kwargs(spec, new_id), meta=meta), at_front=True)
+
+
+def retry_delay(job: Job) -> float | None:
+    """Seconds to wait before a failed chunk is tried again, or None when it has failed too often."""
+    failures = int(job.meta.get("failures", 0))  # before this one
+    delays = chunk_retry_delays()
+    return delays[failures] if failures < len(delays) else None
 
 
 def _job_kwargs(spec: dict[str, Any], job_id: str) -> dict[str, Any]:
@@ -56,7 +72,6 @@ def _job_kwargs(spec: dict[str, Any], job_id: str) -> dict[str, Any]:
         "timeout": DEFAULT_CHUNK_TIMEOUT_SECONDS,
         "result_ttl": RESULT_TTL_SECONDS,
         "failure_ttl": RESULT_TTL_SECONDS,
-        "retry": Retry(max=CHUNK_RETRIES),
     }
 
 
@@ -67,7 +82,8 @@ def _job_data(queue: Queue, spec: ChunkSpec, job_id: str) -> Any:
 
 def clear_chunks(connection: redis.Redis, file_id: str, chunk_count: int) -> None:
     """Drop whatever jobs an earlier run left for this file; segments on disk are kept."""
-    job_ids = [state.chunk_job_id(file_id, index) for index in range(chunk_count)]
+    job_ids = state.current_chunk_job_ids(connection, file_id, chunk_count)
     for job in Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer):
         if job is not None:
             job.delete()
+    state.forget_generations(connection, file_id)

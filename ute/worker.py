@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
+import time
+from types import FrameType
 from typing import Any
 
+import redis
 from rq import Queue, Worker
 from rq.executions import Execution
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from ute import jobs, state
+from ute import jobs, state, submit
 from ute.errors import UteError
 from ute.logs import setup_logging
 from ute.settings import redis_url_from_env
@@ -43,6 +48,24 @@ class UteWorker(Worker):
             self._finalize_failure(job, queue, execution, sys.exc_info())
             return False
         return super().perform_job(job, queue, execution)
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        """Second signal: abort the chunk (rq kills the work horse) and requeue it at the front."""
+        job_id = self.get_current_job_id()
+        try:
+            super().request_force_stop(signum, frame)
+        except SystemExit:
+            if job_id:
+                self._requeue_now(job_id)
+            raise
+
+    def _requeue_now(self, job_id: str) -> None:
+        try:
+            job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
+            submit.requeue_at_front(self.connection, job)
+            log.warning("aborted job %s; it is back at the front of queue %s", job_id, job.origin)
+        except Exception as error:  # the coordinator's monitor requeues it within seconds anyway
+            log.warning("could not requeue job %s (%s); the monitor will", job_id, error)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,13 +98,37 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or f"{socket.gethostname()}.{os.getpid()}"
     try:
         connection.ping()
-        queues = [state.queue(queue_name, connection) for queue_name in state.QUEUES]
-        worker = UteWorker(queues, name=name, connection=connection)
-        worker.work(burst=args.burst, logging_level=args.log_level.upper())
-    except Exception as error:  # one line for the user, not a traceback
-        print(f"ute-worker: error: {error}", file=sys.stderr)
+    except redis.exceptions.RedisError as error:
+        print(f"ute-worker: error: cannot reach Redis at {args.redis_url}: {error}", file=sys.stderr)
         return 1
-    return 0
+    queues = [state.queue(queue_name, connection) for queue_name in state.QUEUES]
+    while True:
+        worker = UteWorker(queues, name=name, connection=connection)
+        try:
+            worker.work(burst=args.burst, logging_level=args.log_level.upper())
+            return 0
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            log.warning("lost Redis (%s); reconnecting", error)
+            _wait_for_redis(connection)
+            with contextlib.suppress(redis.exceptions.RedisError):
+                worker.register_death()  # so the same name can register again
+        except Exception as error:  # one line for the user, not a traceback
+            print(f"ute-worker: error: {error}", file=sys.stderr)
+            return 1
+
+
+def _wait_for_redis(connection: redis.Redis) -> None:
+    """Back off until Redis answers; a stop signal meanwhile ends the worker as usual."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    pause = 0.5
+    while True:
+        time.sleep(pause)
+        try:
+            connection.ping()
+            return
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            pause = min(pause * 2, state.REDIS_RETRY_MAX_SECONDS)
 
 
 if __name__ == "__main__":

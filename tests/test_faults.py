@@ -1,0 +1,188 @@
+"""Fault tolerance with real processes: dead workers, coastdown, Redis restarts, orphaned horses."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import start_worker
+from media import frame_hashes, make_clip
+from rq import Worker
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from ute import runner, state, tools
+
+pytestmark = pytest.mark.slow
+
+# Lossless (so frames can be compared) and slow enough that a chunk is caught while busy.
+ENCODE = ("--x265-params", "lossless=1", "--preset", "slow", "--chunk-frames", "48")
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 180) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def busy_worker(connection, names: set[str]) -> tuple[str, str] | None:  # type: ignore[no-untyped-def]
+    """(worker name, job id) of one of the named workers that is encoding a chunk."""
+    for worker in Worker.all(connection=connection):
+        job_id = worker.get_current_job_id()
+        if worker.name in names and job_id:
+            return worker.name, job_id
+    return None
+
+
+def encode(source: Path, output: Path, redis_url: str) -> subprocess.Popen[bytes]:
+    """`ute encode` as a coordinator only: the test starts and kills the workers itself."""
+    return runner.spawn([sys.executable, "-m", "ute.cli", "encode", str(source), "-o", str(output),
+                         "--workers", "0", "--redis-url", redis_url, *ENCODE],
+                        log_path=output.with_suffix(".log"))  # fmt: skip
+
+
+def chunk_of(job_id: str) -> str:
+    """The chunk a job id belongs to, whatever its generation."""
+    return job_id.split("-g")[0]
+
+
+def test_a_sigkilled_workers_chunk_moves_to_another_worker(tmp_path: Path, clean_redis: str) -> None:
+    connection = state.connect(clean_redis)
+    source = make_clip(tmp_path / "movie.mkv", seconds=8, gop=24, audio_tracks=1)
+    output = tmp_path / "out.mkv"
+    coordinator = encode(source, output, clean_redis)
+    first = start_worker(clean_redis, tmp_path / "first.log", "--name", "first")
+    _, job_id = wait_for(lambda: busy_worker(connection, {"first"}), "a busy worker")  # type: ignore[misc]
+    second = start_worker(clean_redis, tmp_path / "second.log", "--name", "second")
+    wait_for(lambda: "second" in {w.name for w in Worker.all(connection=connection)}, "worker two")
+
+    victims = [psutil.Process(first.pid), *psutil.Process(first.pid).children(recursive=True)]
+    for process in victims:  # the worker, its work horse and its ffmpeg
+        process.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    def taken_over() -> bool:
+        worker_job = busy_worker(connection, {"second"})
+        return worker_job is not None and chunk_of(worker_job[1]) == chunk_of(job_id)
+
+    wait_for(taken_over, "the dead worker's chunk to run on the other worker", timeout=60)
+    print(f"requeue latency: {time.monotonic() - killed_at:.1f} s")
+    assert coordinator.wait(timeout=300) == 0, output.with_suffix(".log").read_text()
+    runner.stop([second])
+    assert frame_hashes(output) == frame_hashes(source)
+
+
+def test_sigterm_lets_a_busy_worker_finish_its_chunk_then_exit(tmp_path: Path, clean_redis: str) -> None:
+    connection = state.connect(clean_redis)
+    source = make_clip(tmp_path / "movie.mkv", seconds=4, gop=24)
+    output = tmp_path / "out.mkv"
+    coordinator = encode(source, output, clean_redis)
+    worker = start_worker(clean_redis, tmp_path / "worker.log", "--name", "coasting")
+    _, job_id = wait_for(lambda: busy_worker(connection, {"coasting"}), "a busy worker")  # type: ignore[misc]
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=120) == 0
+    job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+    assert job.get_status() == "finished" and job.worker_name == "coasting"
+    assert coordinator.poll() is None  # one chunk done, one left: the worker took no new one
+
+    finisher = start_worker(clean_redis, tmp_path / "finisher.log")
+    assert coordinator.wait(timeout=300) == 0, output.with_suffix(".log").read_text()
+    runner.stop([finisher])
+    assert frame_hashes(output) == frame_hashes(source)
+
+
+def start_redis(folder: Path, port: int) -> subprocess.Popen[bytes]:
+    return runner.spawn([tools.redis_server(), "--port", str(port), "--bind", "127.0.0.1",
+                         "--dir", str(folder), "--appendonly", "yes", "--save", ""],
+                        log_path=folder / "redis.log")  # fmt: skip
+
+
+def test_a_redis_restart_mid_file_still_gives_a_correct_output(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    redis_process = start_redis(redis_dir, port)
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_for(lambda: _pings(url), "Redis")
+    source = make_clip(tmp_path / "movie.mkv", seconds=10, gop=24, audio_tracks=1)
+    output = tmp_path / "out.mkv"
+    coordinator = encode(source, output, url)
+    workers = [start_worker(url, tmp_path / f"w{n}.log") for n in range(2)]
+    work = tmp_path / ".ute-work"
+    wait_for(lambda: len(list(work.glob("*/0*.mkv"))) >= 1, "a first finished chunk")
+
+    redis_process.send_signal(signal.SIGKILL)
+    redis_process.wait()
+    time.sleep(3)
+    redis_process = start_redis(redis_dir, port)
+    try:
+        assert coordinator.wait(timeout=300) == 0, output.with_suffix(".log").read_text()
+        assert frame_hashes(output) == frame_hashes(source)
+        assert all(worker.poll() is None for worker in workers), "workers must survive the restart"
+    finally:
+        runner.stop(workers)
+        runner.stop([redis_process])
+
+
+def _pings(url: str) -> bool:
+    try:
+        return bool(state.connect(url).ping())
+    except Exception:
+        return False
+
+
+def test_sigkill_of_a_workers_main_process_alone_commits_its_chunk_once(
+    tmp_path: Path, clean_redis: str
+) -> None:
+    connection = state.connect(clean_redis)
+    source = make_clip(tmp_path / "movie.mkv", seconds=6, gop=24)
+    output = tmp_path / "out.mkv"
+    coordinator = encode(source, output, clean_redis)
+    first = start_worker(clean_redis, tmp_path / "first.log", "--name", "first")
+    _, job_id = wait_for(lambda: busy_worker(connection, {"first"}), "a busy worker")  # type: ignore[misc]
+    horse = wait_for(lambda: psutil.Process(first.pid).children(), "the work horse")[0]  # type: ignore[index]
+    first.send_signal(signal.SIGKILL)  # the main process only: the horse lives on (setpgrp)
+    first.wait()
+    assert horse.is_running()
+    second = start_worker(clean_redis, tmp_path / "second.log", "--name", "second")
+    assert coordinator.wait(timeout=300) == 0, output.with_suffix(".log").read_text()
+    runner.stop([second])
+    assert frame_hashes(output) == frame_hashes(source)
+    file_id, index = job_id.split("-chunk-")[0].removeprefix("ute-"), int(chunk_of(job_id).split("-")[-1])
+    assert state.commit_count(connection, state.chunk_key(file_id, index)) == 1
+
+
+def test_a_redis_with_a_password_works_end_to_end(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    redis_process = runner.spawn([tools.redis_server(), "--port", str(port), "--bind", "127.0.0.1",
+                                  "--requirepass", "s3cret", "--save", ""])  # fmt: skip
+    url = f"redis://:s3cret@127.0.0.1:{port}/0"
+    try:
+        wait_for(lambda: _pings(url), "Redis")
+        assert not _pings(f"redis://127.0.0.1:{port}/0"), "the password must be required"
+        source = make_clip(tmp_path / "movie.mkv", seconds=2)
+        argv = [sys.executable, "-m", "ute.cli", "encode", str(source), "-o", str(tmp_path / "out.mkv"),
+                "--workers", "1", "--redis-url", url, "--preset", "ultrafast"]  # fmt: skip
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+    finally:
+        runner.stop([redis_process])
