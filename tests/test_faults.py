@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -186,3 +187,25 @@ def test_a_redis_with_a_password_works_end_to_end(tmp_path: Path) -> None:
         assert run.returncode == 0, run.stderr
     finally:
         runner.stop([redis_process])
+
+
+def test_a_stuck_encoder_is_stopped_and_its_chunk_runs_elsewhere(tmp_path: Path, clean_redis: str) -> None:
+    connection = state.connect(clean_redis)
+    source = make_clip(tmp_path / "movie.mkv", seconds=4, gop=24)
+    output = tmp_path / "out.mkv"
+    coordinator = runner.spawn(
+        [sys.executable, "-m", "ute.cli", "encode", str(source), "-o", str(output), "--workers", "0",
+         "--redis-url", clean_redis, *ENCODE],
+        log_path=tmp_path / "encode.log", env={**os.environ, "UTE_STUCK_SECONDS": "3"},
+    )  # fmt: skip
+    first = start_worker(clean_redis, tmp_path / "first.log", "--name", "first")
+    wait_for(lambda: busy_worker(connection, {"first"}), "a busy worker")
+    encoder = wait_for(lambda: [p for p in psutil.Process(first.pid).children(recursive=True)
+                                if "libx265" in p.cmdline()], "the encoder")[0]  # type: ignore[index]
+    encoder.send_signal(signal.SIGSTOP)  # alive, heartbeating, but making no progress
+    second = start_worker(clean_redis, tmp_path / "second.log", "--name", "second")
+    assert coordinator.wait(timeout=300) == 0, (tmp_path / "encode.log").read_text()
+    assert "made no progress" in (tmp_path / "encode.log").read_text()
+    assert not encoder.is_running() or encoder.status() == psutil.STATUS_ZOMBIE
+    runner.stop([first, second])
+    assert frame_hashes(output) == frame_hashes(source)

@@ -20,6 +20,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from ute import state, submit
+from ute.settings import stuck_seconds_override
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,9 @@ class ChunkMonitor:
 
 def stuck_limit_seconds(encoder_fps: float | None) -> float:
     """How long an encoder may go without a new frame, given the swarm's speed per encoder."""
+    override = stuck_seconds_override()
+    if override is not None:
+        return override
     if not encoder_fps:
         return STUCK_UNKNOWN_SPEED_SECONDS
     return max(STUCK_MIN_SECONDS, STUCK_FRAMES / encoder_fps)

@@ -22,6 +22,7 @@ DEFAULT_CHUNK_TIMEOUT_SECONDS = 6 * 3600
 # pass); once they are used up, its file fails.
 CHUNK_RETRY_DELAYS_SECONDS = (5.0, 30.0, 120.0)
 ENV_RETRY_DELAYS = "UTE_RETRY_DELAYS"  # e.g. "5,30,120"
+ENV_STUCK_SECONDS = "UTE_STUCK_SECONDS"
 
 ENV_REDIS_URL = "UTE_REDIS_URL"
 ENV_FFMPEG = "UTE_FFMPEG"
@@ -71,6 +72,15 @@ def chunk_retry_delays() -> tuple[float, ...]:
         return tuple(float(part) for part in override.split(",") if part.strip())
     except ValueError as error:
         raise SettingsError(f"{ENV_RETRY_DELAYS}={override!r}: use seconds separated by commas") from error
+
+
+def stuck_seconds_override() -> float | None:
+    """$UTE_STUCK_SECONDS: how long a chunk may go without a new frame, whatever the speed."""
+    override = os.environ.get(ENV_STUCK_SECONDS)
+    try:
+        return float(override) if override else None
+    except ValueError as error:
+        raise SettingsError(f"{ENV_STUCK_SECONDS}={override!r}: use a number of seconds") from error
 
 
 def redis_url_from_env() -> str | None:

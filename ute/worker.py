@@ -19,7 +19,7 @@ from rq.executions import Execution
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from ute import jobs, state, submit
+from ute import jobs, state, submit, tools
 from ute.errors import UteError
 from ute.logs import setup_logging
 from ute.settings import redis_url_from_env
@@ -100,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         connection.ping()
     except redis.exceptions.RedisError as error:
         print(f"ute-worker: error: cannot reach Redis at {args.redis_url}: {error}", file=sys.stderr)
+        return 1
+    try:
+        log.info("encoder: %s", tools.ffmpeg())  # found once here, not again in every work horse
+    except UteError as error:
+        print(f"ute-worker: error: {error}", file=sys.stderr)
         return 1
     queues = [state.queue(queue_name, connection) for queue_name in state.QUEUES]
     while True:
