@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import start_worker
+from conftest import spawn, start_worker
 from media import frame_hashes, make_clip
 from rq import Worker
 from rq.job import Job
@@ -48,7 +48,7 @@ def busy_worker(connection, names: set[str]) -> tuple[str, str] | None:  # type:
 
 def encode(source: Path, output: Path, redis_url: str) -> subprocess.Popen[bytes]:
     """`ute encode` as a coordinator only: the test starts and kills the workers itself."""
-    return runner.spawn([sys.executable, "-m", "ute.cli", "encode", str(source), "-o", str(output),
+    return spawn([sys.executable, "-m", "ute.cli", "encode", str(source), "-o", str(output),
                          "--workers", "0", "--redis-url", redis_url, *ENCODE],
                         log_path=output.with_suffix(".log"))  # fmt: skip
 
@@ -104,7 +104,7 @@ def test_sigterm_lets_a_busy_worker_finish_its_chunk_then_exit(tmp_path: Path, c
 
 
 def start_redis(folder: Path, port: int) -> subprocess.Popen[bytes]:
-    return runner.spawn([tools.redis_server(), "--port", str(port), "--bind", "127.0.0.1",
+    return spawn([tools.redis_server(), "--port", str(port), "--bind", "127.0.0.1",
                          "--dir", str(folder), "--appendonly", "yes", "--save", ""],
                         log_path=folder / "redis.log")  # fmt: skip
 
@@ -174,7 +174,7 @@ def test_a_redis_with_a_password_works_end_to_end(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    redis_process = runner.spawn([tools.redis_server(), "--port", str(port), "--bind", "127.0.0.1",
+    redis_process = spawn([tools.redis_server(), "--port", str(port), "--bind", "127.0.0.1",
                                   "--requirepass", "s3cret", "--save", ""])  # fmt: skip
     url = f"redis://:s3cret@127.0.0.1:{port}/0"
     try:
@@ -193,7 +193,7 @@ def test_a_stuck_encoder_is_stopped_and_its_chunk_runs_elsewhere(tmp_path: Path,
     connection = state.connect(clean_redis)
     source = make_clip(tmp_path / "movie.mkv", seconds=4, gop=24)
     output = tmp_path / "out.mkv"
-    coordinator = runner.spawn(
+    coordinator = spawn(
         [sys.executable, "-m", "ute.cli", "encode", str(source), "-o", str(output), "--workers", "0",
          "--redis-url", clean_redis, *ENCODE],
         log_path=tmp_path / "encode.log", env={**os.environ, "UTE_STUCK_SECONDS": "3"},
@@ -205,7 +205,8 @@ def test_a_stuck_encoder_is_stopped_and_its_chunk_runs_elsewhere(tmp_path: Path,
     encoder.send_signal(signal.SIGSTOP)  # alive, heartbeating, but making no progress
     second = start_worker(clean_redis, tmp_path / "second.log", "--name", "second")
     assert coordinator.wait(timeout=300) == 0, (tmp_path / "encode.log").read_text()
-    assert "made no progress" in (tmp_path / "encode.log").read_text()
+    coordinator_log = (tmp_path / "encode.log").read_text()
+    assert "made no progress" in coordinator_log, coordinator_log + (tmp_path / "first.log").read_text()
     assert not encoder.is_running() or encoder.status() == psutil.STATUS_ZOMBIE
     runner.stop([first, second])
     assert frame_hashes(output) == frame_hashes(source)

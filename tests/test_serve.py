@@ -11,11 +11,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
+from conftest import spawn
 from media import frame_hashes, make_clip
 from rq import Queue
 from rq.registry import FinishedJobRegistry
@@ -28,12 +29,13 @@ pytestmark = pytest.mark.slow
 
 SERVICE_OPTIONS = ("--settle-seconds", "1", "--stall-seconds", "8", "--preset", "ultrafast",
                    "--log-level", "DEBUG")  # fmt: skip
+NO_PLUGINS = ("--plugins", "/nonexistent")
 
 
 def start_serve(folder: Path, *extra: str) -> subprocess.Popen[bytes]:
-    return runner.spawn(
+    return spawn(
         [sys.executable, "-m", "ute.cli", "serve", "--inbox", str(folder / "inbox"),
-         "--outbox", str(folder / "outbox"), *SERVICE_OPTIONS, *extra],
+         "--outbox", str(folder / "outbox"), *NO_PLUGINS, *SERVICE_OPTIONS, *extra],
         log_path=folder / "serve.log",
     )  # fmt: skip
 
@@ -48,15 +50,9 @@ def wait_for(condition: Callable[[], bool], what: str, log: Path,
 
 
 @pytest.fixture
-def service_folder(tmp_path: Path) -> Iterator[Path]:
+def service_folder(tmp_path: Path) -> Path:
     (tmp_path / "inbox" / "high").mkdir(parents=True)
-    yield tmp_path
-    for process in psutil.process_iter():  # nothing of ours may outlive the test
-        try:
-            if str(tmp_path) in " ".join(process.cmdline()):
-                process.kill()
-        except psutil.Error:
-            pass
+    return tmp_path
 
 
 def slow_copy(source: Path, target: Path, pause: float) -> threading.Thread:
@@ -169,9 +165,9 @@ def test_a_chunk_that_keeps_failing_fails_its_file_cleanly(service_folder: Path,
     inbox, outbox = service_folder / "inbox", service_folder / "outbox"
     log = service_folder / "serve.log"
     source = make_clip(service_folder / "movie.mkv", seconds=2)
-    serve = runner.spawn(
+    serve = spawn(
         [sys.executable, "-m", "ute.cli", "serve", "--inbox", str(inbox), "--outbox", str(outbox),
-         *SERVICE_OPTIONS, "--workers", "1", "--redis-url", clean_redis,
+         *NO_PLUGINS, *SERVICE_OPTIONS, "--workers", "1", "--redis-url", clean_redis,
          "--x265-params", "ctu=7"],  # x265 refuses this: every try of every chunk fails
         log_path=log, env={**os.environ, "UTE_RETRY_DELAYS": "0.2,0.5,1"},
     )  # fmt: skip
@@ -184,3 +180,70 @@ def test_a_chunk_that_keeps_failing_fails_its_file_cleanly(service_folder: Path,
     assert (inbox / "failed" / "movie.mkv").read_bytes() == source.read_bytes()
     assert [p.name for p in outbox.iterdir() if not p.name.startswith(".")] == []
     runner.stop([serve])
+
+
+PLUGIN_FILES = {
+    "pre/01_first.sh": 'echo "pre1 $(basename "$UTE_SOURCE")" >> "$PLUGIN_LOG"\n'
+                       'case "$UTE_SOURCE" in *refuse*) echo "refused by policy" >&2; exit 2;; esac\n',
+    "pre/02_second.py": "import json, os, pathlib\n"
+                        "name = pathlib.Path(os.environ['UTE_SOURCE']).name\n"
+                        "open(os.environ['PLUGIN_LOG'], 'a').write(f'pre2 {name}\\n')\n"
+                        "if 'plugincrop' in name:\n"
+                        "    overrides = pathlib.Path(os.environ['UTE_OVERRIDES'])\n"
+                        "    overrides.write_text(json.dumps({'crop': '160:90:0:0'}))\n",
+    "post/01_third.sh": 'echo "post1 $(basename "$UTE_SOURCE")" >> "$PLUGIN_LOG"\n',
+    "post/02_fourth.py": "import os, pathlib, sys\n"
+                         "name = pathlib.Path(os.environ['UTE_SOURCE']).name\n"
+                         "open(os.environ['PLUGIN_LOG'], 'a').write(f'post2 {name}\\n')\n"
+                         "sys.exit('could not notify' if 'postfail' in name else 0)\n",
+    "post/README.txt": "not a plugin: skipped",
+}  # fmt: skip
+
+
+def test_plugins_run_in_order_and_settings_change_the_output(service_folder: Path, clean_redis: str) -> None:
+    inbox, outbox = service_folder / "inbox", service_folder / "outbox"
+    log, plugin_log = service_folder / "serve.log", service_folder / "plugins.log"
+    for relative, text in PLUGIN_FILES.items():
+        (service_folder / "plugins" / relative).parent.mkdir(parents=True, exist_ok=True)
+        (service_folder / "plugins" / relative).write_text(text)
+    staging = service_folder / "staging"
+    staging.mkdir()
+    names = ["a.mkv", "plugincrop.mkv", "refuse.mkv", "postfail.mkv"]
+    clips = {name: make_clip(staging / name, seconds=2, audio_tracks=1) for name in names}
+    serve = spawn(
+        [sys.executable, "-m", "ute.cli", "serve", "--inbox", str(inbox), "--outbox", str(outbox),
+         "--plugins", str(service_folder / "plugins"), *SERVICE_OPTIONS, "--workers", "2",
+         "--redis-url", clean_redis],
+        log_path=log, env={**os.environ, "PLUGIN_LOG": str(plugin_log)},
+    )  # fmt: skip
+    (inbox / "a.mkv.ute.toml").write_text('crop = "256:144:0:0"\n')
+    for name, clip in clips.items():
+        clip.rename(inbox / name)
+
+    def all_handled() -> bool:
+        return len(list((inbox / "done").glob("*.mkv"))) == 3 and (inbox / "failed" / "refuse.mkv").exists()
+
+    wait_for(all_handled, "four files with plugins", log, serve)
+    runner.stop([serve])
+
+    lines = plugin_log.read_text().splitlines()
+    for name in ("a.mkv", "plugincrop.mkv", "postfail.mkv"):
+        assert [line.split()[0] for line in lines if line.endswith(" " + name)] == [
+            "pre1", "pre2", "post1", "post2"]  # fmt: skip
+    assert [line for line in lines if line.endswith("refuse.mkv")] == ["pre1 refuse.mkv"]
+
+    assert (probe(outbox / "a.mkv").width, probe(outbox / "a.mkv").height) == (256, 144)
+    assert (probe(outbox / "plugincrop.mkv").width, probe(outbox / "plugincrop.mkv").height) == (160, 90)
+    assert probe(outbox / "postfail.mkv").frame_count == 48
+    assert (inbox / "done" / "a.mkv.ute.toml").exists(), "the sidecar goes with its source"
+    reason = (inbox / "failed" / "refuse.mkv.error.txt").read_text()
+    assert "01_first.sh" in reason and "refused by policy" in reason
+
+    history = subprocess.run([sys.executable, "-m", "ute.cli", "history", "--outbox", str(outbox),
+                              "--json"], capture_output=True, text=True, check=True)  # fmt: skip
+    entries = {Path(e["source"]).name: e for e in json.loads(history.stdout)}
+    assert entries["postfail.mkv"]["outcome"] == "done"
+    assert entries["postfail.mkv"]["warnings"] == [
+        "post plugin 02_fourth.py failed: exit status 1: could not notify"]
+    assert entries["a.mkv"]["warnings"] == [] and entries["a.mkv"]["settings"]["crop"] == "256:144:0:0"
+    assert entries["refuse.mkv"]["outcome"] == "failed"

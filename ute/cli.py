@@ -12,9 +12,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ute import __version__
+from ute import __version__, config
 from ute.errors import UteError
 from ute.logs import setup_logging
+from ute.plugins import DEFAULT_PLUGIN_TIMEOUT_SECONDS
 from ute.service import DEFAULT_REDIS_PORT, DEFAULT_SETTLE_SECONDS, DEFAULT_STALL_SECONDS, DONE_ACTIONS
 from ute.settings import (
     DEFAULT_CRF,
@@ -32,13 +33,18 @@ EXIT_INTERRUPTED = 130
 
 
 def _add_encode_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("encode options")
-    group.add_argument("--crf", type=float, default=DEFAULT_CRF,
-                       help="x265 constant rate factor, 0-51, lower is better (default: %(default)g)")
-    group.add_argument("--preset", default=DEFAULT_PRESET, choices=X265_PRESETS, metavar="PRESET",
-                       help="x265 preset, ultrafast ... placebo (default: %(default)s)")
-    group.add_argument("--x265-params", default="", metavar="K=V:K=V",
+    """Encode options default to None, so that only the ones given override the config files."""
+    group = parser.add_argument_group(
+        "encode options", "Also settable in TOML files; see README: Settings for the order.")
+    group.add_argument("--config", type=Path, metavar="FILE",
+                       help=f"settings file (default: ./{config.DEFAULT_CONFIG_NAME} if present)")
+    group.add_argument("--crf", type=float,
+                       help=f"x265 constant rate factor, 0-51, lower is better (default: {DEFAULT_CRF:g})")
+    group.add_argument("--preset", choices=X265_PRESETS, metavar="PRESET",
+                       help=f"x265 preset, ultrafast ... placebo (default: {DEFAULT_PRESET})")
+    group.add_argument("--x265-params", metavar="K=V:K=V",
                        help="extra x265 parameters, e.g. lossless=1 or aq-mode=3:psy-rd=1")
+    group.add_argument("--crop", metavar="W:H:X:Y", help="crop every frame, e.g. 1920:800:0:140")
     _add_chunk_frames(group)  # fmt: skip
 
 
@@ -101,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
                               help="the folder to watch (default: ./inbox)")  # fmt: skip
     serve_parser.add_argument("--outbox", type=Path, default=Path("outbox"), metavar="DIR",
                               help="where results go (default: ./outbox)")  # fmt: skip
+    serve_parser.add_argument("--plugins", type=Path, default=Path("plugins"), metavar="DIR",
+                              help="plugin folder with pre/ and post/ (default: ./plugins; "
+                                   "a missing folder means no plugins)")  # fmt: skip
+    serve_parser.add_argument("--plugin-timeout", type=float, default=DEFAULT_PLUGIN_TIMEOUT_SECONDS,
+                              metavar="S", help="seconds one plugin may run (default: %(default)g)")
     serve_parser.add_argument("--workers", type=int, default=DEFAULT_LOCAL_WORKERS, metavar="N",
                               help="local workers to start beside the service; 0 = remote "
                                    "workers only (default: %(default)s)")  # fmt: skip
@@ -185,8 +196,10 @@ def run_encode(args: argparse.Namespace) -> int:
 
 
 def _encode_settings(args: argparse.Namespace) -> EncodeSettings:
-    return EncodeSettings(crf=args.crf, preset=args.preset, x265_params=args.x265_params,
-                          chunk_frames=args.chunk_frames)  # fmt: skip
+    """Defaults, then the config file, then the options given on the command line."""
+    given = {key: getattr(args, key) for key in config.KEY_TYPES if getattr(args, key, None) is not None}
+    return config.apply(EncodeSettings(), [*config.config_layer(args.config),
+                                           config.Layer("the command line", given)])  # fmt: skip
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -198,6 +211,7 @@ def run_serve(args: argparse.Namespace) -> int:
     options = ServeOptions(
         inbox=args.inbox.absolute(), outbox=args.outbox.absolute(),
         work_root=args.outbox.absolute() / WORK_DIR_NAME, settings=_encode_settings(args),
+        plugins_dir=args.plugins.absolute(), plugin_timeout=args.plugin_timeout,
         settle_seconds=args.settle_seconds, stall_seconds=args.stall_seconds,
         done_action=args.done_action,
     )  # fmt: skip

@@ -74,6 +74,7 @@ def encode_chunk(
         "-map", f"0:{video_index}",
         "-frames:v", str(frames),
         "-fps_mode", "passthrough",
+        *(["-vf", f"crop={settings.crop}"] if settings.crop else []),
         "-map_metadata", "-1", "-map_chapters", "-1",
         "-c:v", "libx265",
         "-preset", settings.preset,

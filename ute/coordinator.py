@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ute import monitor, pipeline, state, submit
+from ute import config, monitor, pipeline, state, submit
 from ute.errors import EncodeError, UteError
 from ute.localworkers import local_workers
 from ute.logs import console
@@ -68,6 +68,7 @@ def encode_file(
     source, output = source.absolute(), output.absolute()
     check_paths(source, output, force=force)
     started = time.monotonic()
+    settings = config.apply(settings, config.file_layers(source))
     prepared = pipeline.prepare(probe(source), settings, output.parent / WORK_DIR_NAME)
     prepared.work_dir.mkdir(parents=True, exist_ok=True)
     log.info("%s: %d frames at %.3f fps, %d chunks", source.name, prepared.info.frame_count,

@@ -32,7 +32,9 @@ CREATE TABLE IF NOT EXISTS files (
     settings TEXT,
     queue TEXT,
     started_at REAL,
-    finished_at REAL NOT NULL
+    finished_at REAL NOT NULL,
+    warnings TEXT,
+    log TEXT
 );
 CREATE INDEX IF NOT EXISTS files_file_id ON files (file_id);
 """
@@ -55,6 +57,8 @@ class HistoryEntry:
     queue: str | None = None
     started_at: float | None = None
     finished_at: float = field(default_factory=time.time)
+    warnings: list[str] = field(default_factory=list)
+    log: str = ""  # what the plugins printed (and, later, the encoders)
 
     @property
     def size_change_percent(self) -> float | None:
@@ -81,6 +85,7 @@ class History:
     def add(self, entry: HistoryEntry) -> None:
         row = asdict(entry)
         row["settings"] = json.dumps(entry.settings, sort_keys=True)
+        row["warnings"] = json.dumps(entry.warnings)
         columns = ", ".join(row)
         placeholders = ", ".join(f":{name}" for name in row)
         with self._connect() as connection:
@@ -104,4 +109,6 @@ def _entry(row: sqlite3.Row) -> HistoryEntry:
     data = dict(row)
     data.pop("id")
     data["settings"] = json.loads(data["settings"] or "{}")
+    data["warnings"] = json.loads(data["warnings"] or "[]")
+    data["log"] = data["log"] or ""
     return HistoryEntry(**data)

@@ -24,6 +24,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from ute import state
+from ute.config import SIDECAR_SUFFIX
 from ute.errors import ProbeError
 from ute.probe import SourceInfo, probe
 
@@ -72,14 +73,23 @@ class InboxLayout:
         return found
 
     def move_to_done(self, source: Path) -> Path:
-        return _move_aside(source, self.done)
+        """The source (and its `<name>.ute.toml`, if any) goes to done/."""
+        return _move_with_sidecar(source, self.done)
 
     def move_to_failed(self, source: Path, reason: str) -> Path:
         """The source goes to failed/ with `<name>.error.txt` beside it saying why."""
-        moved = _move_aside(source, self.failed) if source.exists() else self.failed / source.name
+        moved = _move_with_sidecar(source, self.failed) if source.exists() else self.failed / source.name
         reason_file = moved.with_name(moved.name + ".error.txt")
         reason_file.write_text(reason.rstrip() + "\n", encoding="utf-8")
         return moved
+
+
+def _move_with_sidecar(source: Path, folder: Path) -> Path:
+    moved = _move_aside(source, folder)
+    sidecar = source.with_name(source.name + SIDECAR_SUFFIX)
+    if sidecar.exists():
+        shutil.move(sidecar, moved.with_name(moved.name + SIDECAR_SUFFIX))
+    return moved
 
 
 def _move_aside(source: Path, folder: Path) -> Path:

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 # How long a freshly started chunk may go without its first heartbeat.
 START_GRACE_SECONDS = state.HEARTBEAT_TTL_SECONDS
+# A job marked queued must be found in its queue within this time (a worker moves it out and
+# marks it started in well under a second).
+ORPHAN_GRACE_SECONDS = 5.0
 # A chunk is stuck after this many frames' worth of time without a new frame (x265 holds back
 # its lookahead, so the first frames take longest), and never sooner than STUCK_MIN_SECONDS.
 STUCK_FRAMES = 150
@@ -46,14 +49,18 @@ class ChunkMonitor:
 
     connection: redis.Redis
     _progress: dict[str, _Seen] = field(default_factory=dict)
+    _orphaned_since: dict[str, float] = field(default_factory=dict)
 
     def sweep(self, job_ids: Sequence[str]) -> list[str]:
         """Requeue dead and stuck chunks at the front of their queue; return the old job ids."""
         now = time.monotonic()
-        fetched = [job for job in Job.fetch_many(list(job_ids), connection=self.connection,
-                                                 serializer=JSONSerializer) if job is not None]  # fmt: skip
-        requeued = self._retry_failed([j for j in fetched if j.get_status(refresh=False) == JobStatus.FAILED])
-        jobs = [job for job in fetched if job.get_status(refresh=False) == JobStatus.STARTED]
+        by_status: dict[JobStatus | None, list[Job]] = {}
+        for job in Job.fetch_many(list(job_ids), connection=self.connection, serializer=JSONSerializer):
+            if job is not None:
+                by_status.setdefault(job.get_status(refresh=False), []).append(job)
+        requeued = self._retry_failed(by_status.get(JobStatus.FAILED, []))
+        requeued += self._rescue_orphans(by_status.get(JobStatus.QUEUED, []), now)
+        jobs = by_status.get(JobStatus.STARTED, [])
         speeds = [float(job.meta.get("fps", 0)) for job in jobs if float(job.meta.get("fps", 0)) > 0]
         stuck_after = stuck_limit_seconds(sum(speeds) / len(speeds) if speeds else None)
         for job in jobs:
@@ -77,6 +84,25 @@ class ChunkMonitor:
         for gone in set(self._progress) - {job.id for job in jobs}:
             del self._progress[gone]
         return requeued
+
+    def _rescue_orphans(self, queued: list[Job], now: float) -> list[str]:
+        """A job marked queued but in no queue (a worker took it off just as Redis went down and
+        lost the rest) would wait forever: after a grace period it is queued again."""
+        waiting: dict[str, set[str]] = {}
+        rescued = []
+        for job in queued:
+            if job.origin not in waiting:
+                waiting[job.origin] = set(state.queue(job.origin, self.connection).get_job_ids())
+            if job.id in waiting[job.origin]:
+                self._orphaned_since.pop(job.id, None)
+                continue
+            since = self._orphaned_since.setdefault(job.id, now)
+            if now - since >= ORPHAN_GRACE_SECONDS:
+                log.warning("chunk job %s was in no queue; queued again at the front", job.id)
+                submit.requeue_at_front(self.connection, job)
+                self._orphaned_since.pop(job.id, None)
+                rescued.append(job.id)
+        return rescued
 
     def _retry_failed(self, failed: list[Job]) -> list[str]:
         """Failed chunks with tries left go back to the front once their delay has passed."""

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ute.errors import CommandError
 
@@ -49,6 +50,8 @@ def run(
     timeout: float | None = None,
     on_progress: ProgressCallback | None = None,
     check: bool = True,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> CommandResult:
     """Run argv to completion and return its stdout and the tail of its stderr.
 
@@ -66,6 +69,11 @@ def run(
             stderr=subprocess.PIPE,
             text=True,
             errors="replace",
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            # Its own process group, so a timeout kills whatever it started too (a plugin's
+            # children); it still dies with us through the parent-death signal.
+            start_new_session=True,
             preexec_fn=_die_with_parent,
         )
     except OSError as error:
@@ -77,7 +85,7 @@ def run(
         daemon=True,
     )
     stderr_thread.start()
-    timer = threading.Timer(timeout, process.kill) if timeout else None
+    timer = threading.Timer(timeout, _signal_group, (process, signal.SIGKILL)) if timeout else None
     if timer:
         timer.start()
     stdout_lines: list[str] = []
@@ -96,7 +104,7 @@ def run(
         if timer:
             timer.cancel()
         if process.poll() is None:
-            process.kill()
+            _signal_group(process, signal.SIGKILL)
             process.wait()
         stderr_thread.join(timeout=5)
 
@@ -179,6 +187,6 @@ def stop(
             process.wait()
 
 
-def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+def _signal_group(process: subprocess.Popen[Any], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import redis
 
-from ute import monitor, pipeline, runner, state, submit
+from ute import config, monitor, pipeline, plugins, runner, state, submit
 from ute.errors import UteError
 from ute.history import HISTORY_FILE_NAME, OUTCOME_DONE, OUTCOME_FAILED, History, HistoryEntry
 from ute.inbox import Arrival, InboxLayout, InboxWatcher, Refusal, unused_name
 from ute.localworkers import local_workers
 from ute.pipeline import PreparedFile
+from ute.probe import probe
 from ute.progress import read_progress
 from ute.redis_server import private_redis
 from ute.settings import EncodeSettings
@@ -37,7 +38,7 @@ DEFAULT_STALL_SECONDS = 120.0
 DONE_ACTIONS = ("move", "delete", "keep")
 POLL_SECONDS = 0.5
 MONITOR_EVERY_SECONDS = 1.0
-FINALIZE_THREADS = 2
+HELPER_THREADS = 4
 # A fixed port, so that remote workers find the private Redis again after a restart.
 DEFAULT_REDIS_PORT = 6479
 
@@ -48,19 +49,27 @@ class ServeOptions:
     outbox: Path
     work_root: Path
     settings: EncodeSettings
+    plugins_dir: Path | None = None
     settle_seconds: float = DEFAULT_SETTLE_SECONDS
     stall_seconds: float = DEFAULT_STALL_SECONDS
     done_action: str = "move"
+    plugin_timeout: float = plugins.DEFAULT_PLUGIN_TIMEOUT_SECONDS
 
 
 @dataclass
 class ActiveFile:
+    """A file the service has taken: preparing (settings, pre plugins, plan), then encoding,
+    then finalizing (mux, verify, post plugins)."""
+
     source: Path
     queue: str
-    prepared: PreparedFile
+    job_id: str  # the file's id (path, size, mtime): UTE_JOB_ID for plugins
+    preparing: Future[tuple[PreparedFile, plugins.StageResult]]
+    prepared: PreparedFile | None = None
     started_at: float = field(default_factory=time.time)
     output: Path | None = None
-    finalizing: Future[Verified] | None = None
+    finalizing: Future[tuple[Verified, plugins.StageResult]] | None = None
+    log_lines: list[str] = field(default_factory=list)
 
 
 def serve(
@@ -118,7 +127,8 @@ class Service:
         self.layout = InboxLayout(options.inbox)
         self.watcher = InboxWatcher(self.layout, options.settle_seconds, options.stall_seconds)
         self.active: dict[Path, ActiveFile] = {}  # in arrival order
-        self.finalizers = ThreadPoolExecutor(FINALIZE_THREADS, thread_name_prefix="ute-finalize")
+        # Pre plugins, muxing and verifying take seconds to minutes: never in the service loop.
+        self.helpers = ThreadPoolExecutor(HELPER_THREADS, thread_name_prefix="ute-file")
         self.monitor = monitor.ChunkMonitor(connection)
         self._last_monitor = 0.0
 
@@ -141,7 +151,7 @@ class Service:
                 time.sleep(pause)
         finally:
             self.watcher.stop()
-            self.finalizers.shutdown(wait=False, cancel_futures=True)
+            self.helpers.shutdown(wait=False, cancel_futures=True)
 
     def step(self, *, take_new_files: bool = True) -> None:
         for event in self.watcher.poll() if take_new_files else []:
@@ -153,68 +163,119 @@ class Service:
             except redis.exceptions.RedisError:
                 self.watcher.release(event.path)  # offered again once Redis is back
                 raise
+        blocked_queues: set[str] = set()  # files are queued in arrival order, per queue
         for active in list(self.active.values()):
-            self._advance(active)
+            self._advance(active, blocked_queues)
         now = time.monotonic()
         if now - self._last_monitor >= MONITOR_EVERY_SECONDS:
             self._last_monitor = now
-            encoding = [a for a in self.active.values() if a.finalizing is None]
-            job_ids = [job_id for a in encoding for job_id in state.current_chunk_job_ids(
-                self.connection, a.prepared.file_id, len(a.prepared.chunks))]  # fmt: skip
+            encoding = [a.prepared for a in self.active.values() if a.prepared and not a.finalizing]
+            job_ids = [job_id for prepared in encoding for job_id in state.current_chunk_job_ids(
+                self.connection, prepared.file_id, len(prepared.chunks))]  # fmt: skip
             self.monitor.sweep(job_ids)
 
     def _take(self, arrival: Arrival) -> None:
-        name = arrival.path.name
-        try:
-            prepared = pipeline.prepare(arrival.info, self.options.settings, self.options.work_root)
-        except UteError as error:
-            self._refuse(Refusal(arrival.path, str(error)))
-            return
-        if self.history.is_done(prepared.file_id):
-            log.info("%s: already encoded (same path, size and time); not encoding it again", name)
-            self._dispose_source(arrival.path)
-            return
-        prepared.work_dir.mkdir(parents=True, exist_ok=True)
-        submit.submit_chunks(self.connection, prepared.specs, arrival.queue)
-        self.active[arrival.path] = ActiveFile(arrival.path, arrival.queue, prepared)
-        log.info("%s: taken on queue %s: %d frames at %.3f fps, planned %d chunks", name,
-                 arrival.queue, arrival.info.frame_count, arrival.info.fps, len(prepared.chunks))  # fmt: skip
+        info = arrival.info
+        job_id = state.fingerprint(info.path, info.size, info.mtime_ns)
+        log.info("%s: taken for queue %s (%d frames at %.3f fps)", arrival.path.name, arrival.queue,
+                 info.frame_count, info.fps)  # fmt: skip
+        preparing = self.helpers.submit(self._prepare, arrival, job_id)
+        self.active[arrival.path] = ActiveFile(arrival.path, arrival.queue, job_id, preparing)
 
-    def _advance(self, active: ActiveFile) -> None:
+    def _prepare(self, arrival: Arrival, job_id: str) -> tuple[PreparedFile, plugins.StageResult]:
+        """Settings from the file's TOML files, then the pre plugins and their overrides, then the plan."""
+        settings = config.apply(self.options.settings, config.file_layers(arrival.path))
+        pre = plugins.StageResult()
+        if self.options.plugins_dir:
+            pre_dir = self.options.work_root / f"pre-{job_id}"
+            pre = plugins.run_pre(self.options.plugins_dir, job_id=job_id, source=arrival.path,
+                                  work_dir=pre_dir, timeout=self.options.plugin_timeout)  # fmt: skip
+            shutil.rmtree(pre_dir, ignore_errors=True)
+        if pre.overrides:
+            settings = config.apply(settings, [pre.overrides])
+        info = arrival.info
+        stat = arrival.path.stat()
+        if (stat.st_size, stat.st_mtime_ns) != (info.size, info.mtime_ns):
+            info = probe(arrival.path)  # a pre plugin changed the file
+        return pipeline.prepare(info, settings, self.options.work_root), pre
+
+    def _advance(self, active: ActiveFile, blocked_queues: set[str]) -> None:
+        if active.prepared is None:
+            if not active.preparing.done() or active.queue in blocked_queues:
+                blocked_queues.add(active.queue)
+            else:
+                self._start_encoding(active)
+            return
         if active.finalizing is not None:
             if active.finalizing.done():
                 self._finish(active, active.finalizing)
             return
-        progress = read_progress(self.connection, active.prepared.file_id, active.prepared.chunks)
+        prepared = active.prepared
+        progress = read_progress(self.connection, prepared.file_id, prepared.chunks)
         if progress.missing:
             log.warning("%s: Redis lost %d chunk jobs; queueing them again", active.source.name,
                         len(progress.missing))  # fmt: skip
-            submit.submit_chunks(self.connection, [active.prepared.specs[i] for i in progress.missing],
+            submit.submit_chunks(self.connection, [prepared.specs[i] for i in progress.missing],
                                  active.queue)  # fmt: skip
         elif progress.failure:
             self._fail(active, progress.failure)
         elif progress.complete:
-            stem = active.source.stem
-            active.output = unused_name(self.options.outbox / f"{stem}.mkv")
+            active.output = unused_name(self.options.outbox / f"{active.source.stem}.mkv")
             log.info("%s: all %d chunks encoded; muxing and verifying", active.source.name,
                      progress.chunks_total)  # fmt: skip
-            active.finalizing = self.finalizers.submit(pipeline.finalize, active.prepared, active.output)
+            active.finalizing = self.helpers.submit(self._finalize, active, prepared, active.output)
 
-    def _finish(self, active: ActiveFile, finalizing: Future[Verified]) -> None:
+    def _start_encoding(self, active: ActiveFile) -> None:
         try:
-            verified = finalizing.result()
+            prepared, pre = active.preparing.result()
+        except UteError as error:  # bad settings, a refusing pre plugin, a vanished file
+            self._fail(active, str(error))
+            return
+        except OSError as error:
+            self._fail(active, f"{active.source}: {error.strerror or error}")
+            return
+        active.log_lines += pre.log_lines
+        if self.history.is_done(prepared.file_id):
+            log.info("%s: already encoded (same path, size, time and settings); not encoding it again",
+                     active.source.name)  # fmt: skip
+            self.active.pop(active.source, None)
+            self._dispose_source(active.source)
+            return
+        prepared.work_dir.mkdir(parents=True, exist_ok=True)
+        submit.submit_chunks(self.connection, prepared.specs, active.queue)
+        active.prepared = prepared
+        settings = prepared.settings
+        log.info("%s: planned %d chunks (crf %g, preset %s%s%s)", active.source.name, len(prepared.chunks),
+                 settings.crf, settings.preset, f", crop {settings.crop}" if settings.crop else "",
+                 f", x265 {settings.x265_params}" if settings.x265_params else "")  # fmt: skip
+
+    def _finalize(
+        self, active: ActiveFile, prepared: PreparedFile, output: Path
+    ) -> tuple[Verified, plugins.StageResult]:
+        verified = pipeline.finalize(prepared, output)
+        post = plugins.StageResult()
+        if self.options.plugins_dir:
+            post = plugins.run_post(self.options.plugins_dir, job_id=active.job_id, source=active.source,
+                                    output=output, timeout=self.options.plugin_timeout)  # fmt: skip
+        return verified, post
+
+    def _finish(self, active: ActiveFile, finalizing: Future[tuple[Verified, plugins.StageResult]]) -> None:
+        try:
+            verified, post = finalizing.result()
         except Exception as error:  # any failure here fails the file, never the service
             self._fail(active, str(error))
             return
+        assert active.prepared is not None
         info = active.prepared.info
         seconds = time.time() - active.started_at
         entry = HistoryEntry(
-            file_id=active.prepared.file_id, source=str(active.source), outcome=OUTCOME_DONE,
+            file_id=active.job_id, source=str(active.source), outcome=OUTCOME_DONE,
             output=str(active.output), source_bytes=info.size, output_bytes=verified.size,
             frames=verified.frames, duration_seconds=verified.duration_seconds,
             encode_seconds=round(seconds, 3), fps=round(verified.frames / seconds, 2) if seconds else None,
             settings=active.prepared.settings.to_json(), queue=active.queue,
-            started_at=active.started_at,
+            started_at=active.started_at, warnings=post.warnings,
+            log="\n".join(active.log_lines + post.log_lines),
         )  # fmt: skip
         self.history.add(entry)
         log.info("%s: done in %.1f s at %.1f fps, size %+.1f%% -> %s", active.source.name, seconds,
@@ -241,19 +302,23 @@ class Service:
         self.watcher.release(refusal.path)
 
     def _fail(self, active: ActiveFile, reason: str) -> None:
-        submit.clear_chunks(self.connection, active.prepared.file_id, len(active.prepared.chunks))
+        prepared = active.prepared
+        if prepared:
+            submit.clear_chunks(self.connection, prepared.file_id, len(prepared.chunks))
         log.error("%s: failed: %s", active.source.name, reason)
         self.layout.move_to_failed(active.source, reason)
-        info = active.prepared.info
         self.history.add(HistoryEntry(
-            file_id=active.prepared.file_id, source=str(active.source), outcome=OUTCOME_FAILED,
-            error=reason, source_bytes=info.size, frames=info.frame_count,
-            duration_seconds=info.duration_seconds, settings=active.prepared.settings.to_json(),
-            queue=active.queue, started_at=active.started_at,
+            file_id=active.job_id, source=str(active.source), outcome=OUTCOME_FAILED, error=reason,
+            source_bytes=prepared.info.size if prepared else None,
+            frames=prepared.info.frame_count if prepared else None,
+            duration_seconds=prepared.info.duration_seconds if prepared else None,
+            settings=prepared.settings.to_json() if prepared else {},
+            queue=active.queue, started_at=active.started_at, log="\n".join(active.log_lines),
         ))  # fmt: skip
         self.watcher.release(active.source)
         self._forget(active)
 
     def _forget(self, active: ActiveFile) -> None:
         self.active.pop(active.source, None)
-        shutil.rmtree(active.prepared.work_dir, ignore_errors=True)
+        if active.prepared:
+            shutil.rmtree(active.prepared.work_dir, ignore_errors=True)

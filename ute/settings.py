@@ -28,6 +28,7 @@ ENV_REDIS_URL = "UTE_REDIS_URL"
 ENV_FFMPEG = "UTE_FFMPEG"
 
 _X265_PARAM = re.compile(r"^[A-Za-z0-9-]+(=[^:]*)?$")
+_CROP = re.compile(r"^(?P<w>\d+):(?P<h>\d+):(?P<x>\d+):(?P<y>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class EncodeSettings:
     x265_params: str = ""
     # None: about DEFAULT_CHUNK_SECONDS of video, decided per file from its frame rate.
     chunk_frames: int | None = None
+    crop: str | None = None  # "w:h:x:y", as ffmpeg's crop filter takes it
+
 
     def __post_init__(self) -> None:
         if not 0 <= self.crf <= 51:
@@ -54,6 +57,12 @@ class EncodeSettings:
                 )
         if self.chunk_frames is not None and self.chunk_frames < 1:
             raise SettingsError(f"chunk frames {self.chunk_frames} must be a positive number")
+        if self.crop is not None:
+            match = _CROP.match(self.crop)
+            if not match or int(match["w"]) < 2 or int(match["h"]) < 2:
+                raise SettingsError(f"crop {self.crop!r} is not of the form width:height:x:y")
+            if int(match["w"]) % 2 or int(match["h"]) % 2:
+                raise SettingsError(f"crop {self.crop!r}: width and height must be even for x265")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
