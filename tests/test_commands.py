@@ -42,7 +42,7 @@ def test_encode_chunk_takes_exactly_its_frames_from_its_keyframe() -> None:
     assert argv[argv.index("-fps_mode") + 1] == "passthrough"
     assert argv[argv.index("-crf") + 1] == "20"
     assert argv[argv.index("-preset") + 1] == "slow"
-    assert argv[argv.index("-x265-params") + 1] == "log-level=error:aq-mode=3"
+    assert argv[argv.index("-x265-params") + 1] == "log-level=info:aq-mode=3"
 
 
 def test_user_log_level_for_x265_is_kept() -> None:

@@ -49,7 +49,7 @@ def seconds_argument(microseconds: int) -> str:
 def x265_params(settings: EncodeSettings) -> str:
     params = [p for p in settings.x265_params.split(":") if p]
     if not any(p.startswith("log-level") for p in params):
-        params.insert(0, "log-level=error")
+        params.insert(0, "log-level=info")  # its closing summary is the chunk's log
     return ":".join(params)
 
 

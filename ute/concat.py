@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ute import commands, runner, tools
 from ute.commands import KeptStream, Segment
+from ute.jobs import segment_name
 from ute.plan import Chunk
 from ute.probe import SourceInfo
 
@@ -16,10 +17,6 @@ log = logging.getLogger(__name__)
 CONCAT_LIST_NAME = "segments.ffconcat"
 # Matroska has no place for these; they are left out with a warning.
 DROPPED_KINDS = frozenset({"data", "unknown"})
-
-
-def segment_name(chunk_index: int) -> str:
-    return f"{chunk_index:05d}.mkv"
 
 
 def kept_streams(info: SourceInfo) -> list[KeptStream]:

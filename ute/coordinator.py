@@ -78,7 +78,7 @@ def encode_file(
             local_workers(url, workers, prepared.work_dir) as local:  # fmt: skip
         connection = state.connect(url)
         submit.clear_chunks(connection, prepared.file_id, len(prepared.chunks))
-        submit.submit_chunks(connection, prepared.specs)
+        submit.submit_chunks(connection, prepared.file_spec, prepared.specs)
         if workers == 0:
             log.info("waiting for workers: start `ute-worker --redis-url %s` on any machine", url)
         _wait_for_chunks(connection, prepared, local)
@@ -143,9 +143,11 @@ def _check_chunks(
     connection: redis.Redis, prepared: pipeline.PreparedFile, watchdog: monitor.ChunkMonitor
 ) -> ChunkProgress:
     """One look at the file's chunks: resubmit lost jobs, requeue dead ones, stop on failure."""
+    # Redis may have lost it (a restart replays only what reached its append-only file).
+    state.save_file_spec(connection, prepared.file_id, prepared.file_spec.to_json(), only_if_missing=True)
     progress = read_progress(connection, prepared.file_id, prepared.chunks)
     if progress.missing:
-        submit.submit_chunks(connection, [prepared.specs[i] for i in progress.missing])
+        submit.submit_chunks(connection, prepared.file_spec, [prepared.specs[i] for i in progress.missing])
     if progress.failure:
         raise EncodeError(f"{prepared.name}: {progress.failure}")
     watchdog.sweep(state.current_chunk_job_ids(connection, prepared.file_id, len(prepared.chunks)))

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,51 +28,79 @@ PROGRESS_INTERVAL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
-class ChunkSpec:
-    """Everything a worker needs to encode one chunk; travels as JSON."""
+class FileSpec:
+    """What every chunk of a file shares. Kept in Redis, not in job arguments, so that no file
+    name reaches rq-dashboard (which shows job arguments unescaped)."""
 
-    file_id: str
     source: str
     video_index: int
-    index: int
-    start: int
-    frames: int
-    seek_microseconds: int
-    segment: str  # where the finished segment goes
+    work_dir: str  # where the segments go
     settings: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def encode_chunk(spec_json: dict[str, Any]) -> dict[str, Any]:
-    """Encode one chunk into its segment, verify its frame count, and commit it atomically."""
-    spec = ChunkSpec(**spec_json)
-    segment = Path(spec.segment)
-    name = f"chunk {spec.index} of {Path(spec.source).name!r}"
-    if segment.exists() and probe.count_frames(segment) == spec.frames:
-        log.info("%s: segment already done, reusing it", name)
-        return _result(spec, segment, seconds=0.0, reused=True)
+@dataclass(frozen=True)
+class ChunkSpec:
+    """One chunk, as the job's only argument: JSON, and no names in it."""
 
+    file_id: str
+    index: int
+    start: int
+    frames: int
+    seek_microseconds: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def segment_name(chunk_index: int) -> str:
+    return f"{chunk_index:05d}.mkv"
+
+
+def encode_chunk(chunk_json: dict[str, Any]) -> dict[str, Any]:
+    """The rq job: encode one chunk of the file described in Redis."""
     job = get_current_job()
+    if job is None:
+        raise EncodeError("encode_chunk runs inside an rq worker; use encode(...) directly")
+    chunk = ChunkSpec(**chunk_json)
+    file_json = state.load_file_spec(job.connection, chunk.file_id)
+    if file_json is None:
+        raise EncodeError(f"chunk {chunk.index} of file {chunk.file_id}: the file's description is "
+                          "gone from Redis (the coordinator puts it back within seconds)")  # fmt: skip
+    return encode(FileSpec(**file_json), chunk, job)
+
+
+def encode(file: FileSpec, chunk: ChunkSpec, job: Job | None = None) -> dict[str, Any]:
+    """Encode one chunk into its segment, verify its frame count, and commit it atomically.
+
+    Messages name the chunk by file id, never by file name (they end up in rq-dashboard).
+    """
+    segment = Path(file.work_dir) / segment_name(chunk.index)
+    name = f"chunk {chunk.index} of file {chunk.file_id}"
+    if segment.exists() and probe.count_frames(segment) == chunk.frames:
+        log.info("%s: segment already done, reusing it", name)
+        return _result(chunk, segment, seconds=0.0, reused=True, log_lines=("segment reused",))
+
     attempt = uuid.uuid4().hex
     if job is not None:
-        state.claim_chunk(job.connection, state.chunk_key(spec.file_id, spec.index), attempt)
+        state.claim_chunk(job.connection, state.chunk_key(chunk.file_id, chunk.index), attempt)
     # A per-attempt name: a late attempt can never write into another attempt's file.
     part = segment.with_name(f"{segment.name}.{attempt[:8]}.part")
-    settings = EncodeSettings.from_json(spec.settings)
     argv = commands.encode_chunk(
-        tools.ffmpeg(), Path(spec.source), spec.video_index, spec.seek_microseconds,
-        spec.frames, settings, part,
+        tools.ffmpeg(), Path(file.source), file.video_index, chunk.seek_microseconds,
+        chunk.frames, EncodeSettings.from_json(file.settings), part,
     )  # fmt: skip
     started = time.monotonic()
-    with _heartbeat(job), _cleanup_on_failure(part, name):
-        runner.run(argv, on_progress=_progress_reporter(job))
+    with _heartbeat(job), _cleanup_on_failure(part, name, file):
+        outcome = runner.run(argv, on_progress=_progress_reporter(job))
         written = probe.count_frames(part)
-        if written != spec.frames:
-            raise EncodeError(f"{name}: the encoder wrote {written} of {spec.frames} frames")
-        _commit(job, state.chunk_key(spec.file_id, spec.index), attempt, part, segment, name)
-    return _result(spec, segment, seconds=time.monotonic() - started, reused=False)
+        if written != chunk.frames:
+            raise EncodeError(f"{name}: the encoder wrote {written} of {chunk.frames} frames")
+        _commit(job, state.chunk_key(chunk.file_id, chunk.index), attempt, part, segment, name)
+    return _result(chunk, segment, seconds=time.monotonic() - started, reused=False,
+                   log_lines=outcome.stderr_tail)  # fmt: skip
 
 
 def _commit(job: Job | None, chunk: str, attempt: str, part: Path, segment: Path, name: str) -> None:
@@ -87,15 +115,17 @@ def _commit(job: Job | None, chunk: str, attempt: str, part: Path, segment: Path
 
 
 @contextlib.contextmanager
-def _cleanup_on_failure(part: Path, name: str) -> Iterator[None]:
-    """No half-written part survives a failure, and every failure names its chunk and file."""
+def _cleanup_on_failure(part: Path, name: str, file: FileSpec) -> Iterator[None]:
+    """No half-written part survives a failure; every failure names its chunk, and no path (the
+    message is shown by rq-dashboard, unescaped)."""
     try:
         yield
     except Exception as error:
         part.unlink(missing_ok=True)
         if isinstance(error, EncodeError):
             raise
-        raise EncodeError(f"{name}: {error}") from error
+        message = str(error).replace(file.source, "SOURCE").replace(file.work_dir, "WORKDIR")
+        raise EncodeError(f"{name}: {message}") from error
 
 
 @contextlib.contextmanager
@@ -122,15 +152,19 @@ def _heartbeat(job: Job | None) -> Iterator[None]:
         thread.join()
 
 
-def _result(spec: ChunkSpec, segment: Path, *, seconds: float, reused: bool) -> dict[str, Any]:
+def _result(
+    chunk: ChunkSpec, segment: Path, *, seconds: float, reused: bool, log_lines: Sequence[str]
+) -> dict[str, Any]:
+    """The job's return value, which rq keeps: timings, where it ran, and the encoder's log."""
     return {
-        "index": spec.index,
-        "frames": spec.frames,
+        "index": chunk.index,
+        "frames": chunk.frames,
         "bytes": segment.stat().st_size,
         "seconds": round(seconds, 3),
-        "fps": round(spec.frames / seconds, 2) if seconds > 0 else 0.0,
+        "fps": round(chunk.frames / seconds, 2) if seconds > 0 else 0.0,
         "host": socket.gethostname(),
         "reused": reused,
+        "log": list(log_lines),
     }
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ute import concat, plan, state, verify
-from ute.jobs import ChunkSpec
+from ute.jobs import ChunkSpec, FileSpec
 from ute.probe import SourceInfo
 from ute.settings import EncodeSettings
 from ute.verify import Verified
@@ -30,6 +30,10 @@ class PreparedFile:
     def name(self) -> str:
         return Path(self.info.path).name
 
+    @property
+    def file_spec(self) -> FileSpec:
+        return FileSpec(self.info.path, self.info.video_index, str(self.work_dir), self.settings.to_json())
+
 
 def plan_for(info: SourceInfo, settings: EncodeSettings) -> list[plan.Chunk]:
     bounds = plan.ChunkBounds.around(plan.target_frames(info.fps, settings.chunk_frames))
@@ -42,25 +46,18 @@ def prepare(info: SourceInfo, settings: EncodeSettings, work_root: Path) -> Prep
     file_id = state.fingerprint(info.path, info.size, info.mtime_ns, json.dumps(settings.to_json()))
     work_dir = work_root / file_id
     return PreparedFile(info, settings, tuple(chunks), file_id, work_dir,
-                        tuple(chunk_specs(info, chunks, settings, file_id, work_dir)))  # fmt: skip
+                        tuple(chunk_specs(info, chunks, file_id)))  # fmt: skip
 
 
-def chunk_specs(
-    info: SourceInfo, chunks: Sequence[plan.Chunk], settings: EncodeSettings,
-    file_id: str, work_dir: Path,
-) -> list[ChunkSpec]:  # fmt: skip
+def chunk_specs(info: SourceInfo, chunks: Sequence[plan.Chunk], file_id: str) -> list[ChunkSpec]:
     start_pts = dict(zip(info.keyframes, info.keyframe_pts, strict=True))
     return [
         ChunkSpec(
             file_id=file_id,
-            source=info.path,
-            video_index=info.video_index,
             index=chunk.index,
             start=chunk.start,
             frames=chunk.frames,
             seek_microseconds=round(info.seconds_from_start(start_pts[chunk.start]) * 1_000_000),
-            segment=str(work_dir / concat.segment_name(chunk.index)),
-            settings=settings.to_json(),
         )
         for chunk in chunks
     ]

@@ -170,6 +170,9 @@ class Service:
         if now - self._last_monitor >= MONITOR_EVERY_SECONDS:
             self._last_monitor = now
             encoding = [a.prepared for a in self.active.values() if a.prepared and not a.finalizing]
+            for prepared in encoding:  # Redis may have lost them in a restart
+                state.save_file_spec(self.connection, prepared.file_id, prepared.file_spec.to_json(),
+                                     only_if_missing=True)  # fmt: skip
             job_ids = [job_id for prepared in encoding for job_id in state.current_chunk_job_ids(
                 self.connection, prepared.file_id, len(prepared.chunks))]  # fmt: skip
             self.monitor.sweep(job_ids)
@@ -215,8 +218,8 @@ class Service:
         if progress.missing:
             log.warning("%s: Redis lost %d chunk jobs; queueing them again", active.source.name,
                         len(progress.missing))  # fmt: skip
-            submit.submit_chunks(self.connection, [prepared.specs[i] for i in progress.missing],
-                                 active.queue)  # fmt: skip
+            submit.submit_chunks(self.connection, prepared.file_spec,
+                                 [prepared.specs[i] for i in progress.missing], active.queue)  # fmt: skip
         elif progress.failure:
             self._fail(active, progress.failure)
         elif progress.complete:
@@ -242,7 +245,7 @@ class Service:
             self._dispose_source(active.source)
             return
         prepared.work_dir.mkdir(parents=True, exist_ok=True)
-        submit.submit_chunks(self.connection, prepared.specs, active.queue)
+        submit.submit_chunks(self.connection, prepared.file_spec, prepared.specs, active.queue)
         active.prepared = prepared
         settings = prepared.settings
         log.info("%s: planned %d chunks (crf %g, preset %s%s%s)", active.source.name, len(prepared.chunks),

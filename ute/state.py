@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import redis
 from rq import Queue
@@ -35,6 +37,24 @@ def fingerprint(path: str, size: int, mtime_ns: int, settings: str = "") -> str:
     """A file's id: the same while its path, size, modification time and settings are."""
     data = f"{path}\0{size}\0{mtime_ns}\0{settings}".encode("utf-8", "surrogateescape")
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+FILE_SPEC_TTL_SECONDS = 7 * 24 * 3600
+
+
+def _file_spec_key(file_id: str) -> str:
+    return f"{KEY_PREFIX}filespec:{file_id}"
+
+
+def save_file_spec(
+    connection: redis.Redis, file_id: str, spec: dict[str, Any], *, only_if_missing: bool = False
+) -> None:
+    connection.set(_file_spec_key(file_id), json.dumps(spec), ex=FILE_SPEC_TTL_SECONDS, nx=only_if_missing)
+
+
+def load_file_spec(connection: redis.Redis, file_id: str) -> dict[str, Any] | None:
+    raw = connection.get(_file_spec_key(file_id))
+    return json.loads(raw) if raw else None
 
 
 def chunk_job_id(file_id: str, chunk_index: int, generation: int = 0) -> str:

@@ -11,7 +11,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from ute import jobs, state
-from ute.jobs import ChunkSpec
+from ute.jobs import ChunkSpec, FileSpec
 from ute.settings import DEFAULT_CHUNK_TIMEOUT_SECONDS, chunk_retry_delays
 
 # Results and failures stay in Redis a day: long enough to resume or read why.
@@ -21,9 +21,11 @@ ACTIVE_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.FINISHED, JobSta
 
 
 def submit_chunks(
-    connection: redis.Redis, specs: Sequence[ChunkSpec], queue_name: str = state.QUEUE_LOW
+    connection: redis.Redis, file: FileSpec, specs: Sequence[ChunkSpec], queue_name: str = state.QUEUE_LOW
 ) -> list[str]:
-    """Enqueue each chunk unless a job for it is already queued, running or done."""
+    """Describe the file in Redis, then enqueue each chunk unless its job is queued, running or done."""
+    if specs:
+        state.save_file_spec(connection, specs[0].file_id, file.to_json())
     queue = state.queue(queue_name, connection)
     generations = state.chunk_generations(connection, specs[0].file_id) if specs else {}
     job_ids = [state.chunk_job_id(spec.file_id, spec.index, generations.get(spec.index, 0))
