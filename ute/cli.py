@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -16,7 +17,13 @@ from ute import __version__, config
 from ute.errors import UteError
 from ute.logs import setup_logging
 from ute.plugins import DEFAULT_PLUGIN_TIMEOUT_SECONDS
-from ute.service import DEFAULT_REDIS_PORT, DEFAULT_SETTLE_SECONDS, DEFAULT_STALL_SECONDS, DONE_ACTIONS
+from ute.service import (
+    DEFAULT_REDIS_PORT,
+    DEFAULT_SETTLE_SECONDS,
+    DEFAULT_STALL_SECONDS,
+    DONE_ACTIONS,
+    SERVE_REDIS_URL,
+)
 from ute.settings import (
     DEFAULT_CRF,
     DEFAULT_PRESET,
@@ -52,6 +59,12 @@ def _add_chunk_frames(parser: argparse.ArgumentParser | argparse._ArgumentGroup)
     parser.add_argument("--chunk-frames", type=int, default=None, metavar="N",
                         help="target chunk length in frames; chunks start on keyframes "
                              "(default: about 10 seconds of video)")  # fmt: skip
+
+
+def _add_redis_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis-url", default=redis_url_from_env() or SERVE_REDIS_URL, metavar="URL",
+                        help="the Redis to read (default: $UTE_REDIS_URL, else the private Redis "
+                             "of `ute serve`, %(default)s)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +148,41 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--log-file", type=Path, metavar="FILE",
                               help="also write the log to FILE")  # fmt: skip
     _add_encode_options(serve_parser)
+
+    status_parser = commands.add_parser(
+        "status", parents=[common], help="watch the swarm: files, workers, fps, ETA",
+        description="Show every file (progress, fps, ETA) and every live worker (chunk, fps, CPU, "
+        "memory). In a terminal it refreshes every second until you press q or Ctrl-C.",
+    )  # fmt: skip
+    status_parser.add_argument("--json", action="store_true", help="print one JSON snapshot and exit")
+    status_parser.add_argument("--once", action="store_true", help="draw once and exit")
+    _add_redis_url(status_parser)
+
+    logs_parser = commands.add_parser(
+        "logs", parents=[common], help="print a file's chunk logs",
+        description="Print the encoder log (x265's summary or the error), timing and worker of every "
+        "chunk of the file JOB_ID (the id `ute status` shows), or of one chunk.",
+    )  # fmt: skip
+    logs_parser.add_argument("job_id", metavar="JOB_ID")
+    logs_parser.add_argument("--chunk", type=int, metavar="N", help="only chunk N")
+    logs_parser.add_argument("--outbox", type=Path, default=Path("outbox"), metavar="DIR",
+                             help="where to look in the history once Redis has forgotten the file "
+                                  "(default: ./outbox)")  # fmt: skip
+    _add_redis_url(logs_parser)
+
+    dashboard_parser = commands.add_parser(
+        "dashboard", parents=[common], help="serve rq-dashboard for UTE's Redis",
+        description="Serve rq-dashboard (queues, workers, jobs) for UTE's Redis. It listens on "
+        "127.0.0.1 unless --host says otherwise; with --username and --password (or "
+        "$UTE_DASHBOARD_PASSWORD) it asks for them (HTTP basic auth).",
+    )  # fmt: skip
+    dashboard_parser.add_argument("--host", default="127.0.0.1",
+                                  help="address to listen on (default: %(default)s, this machine only)")
+    dashboard_parser.add_argument("--port", type=int, default=9181, help="(default: %(default)s)")
+    dashboard_parser.add_argument("--username", help="HTTP basic auth user")
+    dashboard_parser.add_argument("--password", default=os.environ.get("UTE_DASHBOARD_PASSWORD"),
+                                  help="HTTP basic auth password (default: $UTE_DASHBOARD_PASSWORD)")
+    _add_redis_url(dashboard_parser)
 
     history_parser = commands.add_parser(
         "history", parents=[common], help="list finished and failed files",
@@ -262,10 +310,72 @@ def run_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_status(args: argparse.Namespace) -> int:
+    from ute import state, status, tui
+
+    connection = state.connect(args.redis_url)
+    _check_redis(connection, args.redis_url)
+    if args.json:
+        print(json.dumps(status.snapshot(connection)))
+    else:
+        tui.run(connection, once=args.once)
+    return 0
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    from ute import chunklogs, state
+    from ute.coordinator import WORK_DIR_NAME
+    from ute.history import HISTORY_FILE_NAME, History
+
+    connection = state.connect(args.redis_url)
+    record = state.file_record(connection, args.job_id) if _redis_answers(connection) else None
+    if record and record.get("file_id"):
+        chunk_count = len(json.loads(record.get("chunk_frames", "[]")))
+        logs = chunklogs.collect(connection, record["file_id"], chunk_count)
+        if args.chunk is not None:
+            logs = [log for log in logs if log.index == args.chunk]
+            if not logs:
+                raise UteError(f"{args.job_id} has no chunk {args.chunk} (it has {chunk_count})")
+        print(chunklogs.render_all(logs))
+        return 0
+    history_path = args.outbox / WORK_DIR_NAME / HISTORY_FILE_NAME
+    entries = [e for e in History(history_path).entries() if e.file_id == args.job_id] \
+        if history_path.exists() else []  # fmt: skip
+    if not entries:
+        raise UteError(f"no file {args.job_id} in Redis ({args.redis_url}) or in {history_path}")
+    text = entries[-1].log
+    if args.chunk is not None:
+        blocks = text.split("\n== chunk ")
+        text = "\n".join(b if b.startswith("== chunk") else "== chunk " + b for b in blocks
+                         if b.startswith((f"{args.chunk} ", f"== chunk {args.chunk} ")))  # fmt: skip
+    print(text)
+    return 0
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    from ute import dashboard
+
+    dashboard.serve(args.redis_url, args.host, args.port, args.username, args.password)
+    return 0
+
+
+def _redis_answers(connection: object) -> bool:
+    try:
+        return bool(connection.ping())  # type: ignore[attr-defined]
+    except Exception:
+        return False
+
+
+def _check_redis(connection: object, url: str) -> None:
+    if not _redis_answers(connection):
+        raise UteError(f"cannot reach Redis at {url}: is `ute serve` running? (or pass --redis-url)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, getattr(args, "log_file", None))
-    handlers = {"plan": run_plan, "encode": run_encode, "serve": run_serve, "history": run_history}
+    handlers = {"plan": run_plan, "encode": run_encode, "serve": run_serve, "history": run_history,
+                "status": run_status, "logs": run_logs, "dashboard": run_dashboard}  # fmt: skip
     try:
         return handlers[args.command](args)
     except UteError as error:

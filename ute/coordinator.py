@@ -74,16 +74,26 @@ def encode_file(
     log.info("%s: %d frames at %.3f fps, %d chunks", source.name, prepared.info.frame_count,
              prepared.info.fps, len(prepared.chunks))  # fmt: skip
 
+    info = prepared.info
+    job_id = state.fingerprint(info.path, info.size, info.mtime_ns)
     with _redis(redis_url, prepared.work_dir) as url, \
             local_workers(url, workers, prepared.work_dir) as local:  # fmt: skip
         connection = state.connect(url)
         submit.clear_chunks(connection, prepared.file_id, len(prepared.chunks))
         submit.submit_chunks(connection, prepared.file_spec, prepared.specs)
+        state.save_file_record(connection, job_id, source=info.path, state="encoding", queue=state.QUEUE_LOW,
+                               frames_total=info.frame_count, file_id=prepared.file_id,
+                               chunk_frames=[c.frames for c in prepared.chunks])  # fmt: skip
         if workers == 0:
             log.info("waiting for workers: start `ute-worker --redis-url %s` on any machine", url)
-        _wait_for_chunks(connection, prepared, local)
-
-    verified = pipeline.finalize(prepared, output)
+        try:
+            _wait_for_chunks(connection, prepared, local)
+            state.save_file_record(connection, job_id, state="muxing")
+            verified = pipeline.finalize(prepared, output)
+        except UteError as error:
+            state.finish_file_record(connection, job_id, "failed", error=str(error))
+            raise
+        state.finish_file_record(connection, job_id, "done", output=str(output))
     shutil.rmtree(prepared.work_dir, ignore_errors=True)
     _remove_if_empty(prepared.work_dir.parent)
     return EncodeReport(

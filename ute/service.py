@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis
 
-from ute import config, monitor, pipeline, plugins, runner, state, submit
+from ute import chunklogs, config, monitor, pipeline, plugins, runner, state, submit
 from ute.errors import UteError
 from ute.history import HISTORY_FILE_NAME, OUTCOME_DONE, OUTCOME_FAILED, History, HistoryEntry
 from ute.inbox import Arrival, InboxLayout, InboxWatcher, Refusal, unused_name
@@ -41,6 +41,7 @@ MONITOR_EVERY_SECONDS = 1.0
 HELPER_THREADS = 4
 # A fixed port, so that remote workers find the private Redis again after a restart.
 DEFAULT_REDIS_PORT = 6479
+SERVE_REDIS_URL = f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0"
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,8 @@ class Service:
         job_id = state.fingerprint(info.path, info.size, info.mtime_ns)
         log.info("%s: taken for queue %s (%d frames at %.3f fps)", arrival.path.name, arrival.queue,
                  info.frame_count, info.fps)  # fmt: skip
+        state.save_file_record(self.connection, job_id, source=str(arrival.path), state="queued",
+                               queue=arrival.queue, frames_total=info.frame_count)  # fmt: skip
         preparing = self.helpers.submit(self._prepare, arrival, job_id)
         self.active[arrival.path] = ActiveFile(arrival.path, arrival.queue, job_id, preparing)
 
@@ -227,6 +230,7 @@ class Service:
             log.info("%s: all %d chunks encoded; muxing and verifying", active.source.name,
                      progress.chunks_total)  # fmt: skip
             active.finalizing = self.helpers.submit(self._finalize, active, prepared, active.output)
+            state.save_file_record(self.connection, active.job_id, state="muxing")
 
     def _start_encoding(self, active: ActiveFile) -> None:
         try:
@@ -242,10 +246,13 @@ class Service:
             log.info("%s: already encoded (same path, size, time and settings); not encoding it again",
                      active.source.name)  # fmt: skip
             self.active.pop(active.source, None)
+            state.finish_file_record(self.connection, active.job_id, "done")
             self._dispose_source(active.source)
             return
         prepared.work_dir.mkdir(parents=True, exist_ok=True)
         submit.submit_chunks(self.connection, prepared.file_spec, prepared.specs, active.queue)
+        state.save_file_record(self.connection, active.job_id, state="encoding", file_id=prepared.file_id,
+                               chunk_frames=[c.frames for c in prepared.chunks])  # fmt: skip
         active.prepared = prepared
         settings = prepared.settings
         log.info("%s: planned %d chunks (crf %g, preset %s%s%s)", active.source.name, len(prepared.chunks),
@@ -278,9 +285,11 @@ class Service:
             encode_seconds=round(seconds, 3), fps=round(verified.frames / seconds, 2) if seconds else None,
             settings=active.prepared.settings.to_json(), queue=active.queue,
             started_at=active.started_at, warnings=post.warnings,
-            log="\n".join(active.log_lines + post.log_lines),
+            log="\n".join([*active.log_lines, *post.log_lines, chunklogs.render_all(
+                chunklogs.collect(self.connection, active.prepared.file_id, len(active.prepared.chunks)))]),
         )  # fmt: skip
         self.history.add(entry)
+        state.finish_file_record(self.connection, active.job_id, "done", output=str(active.output))
         log.info("%s: done in %.1f s at %.1f fps, size %+.1f%% -> %s", active.source.name, seconds,
                  entry.fps or 0, entry.size_change_percent or 0, active.output)  # fmt: skip
         self._dispose_source(active.source)
@@ -309,6 +318,7 @@ class Service:
         if prepared:
             submit.clear_chunks(self.connection, prepared.file_id, len(prepared.chunks))
         log.error("%s: failed: %s", active.source.name, reason)
+        state.finish_file_record(self.connection, active.job_id, "failed", error=reason)
         self.layout.move_to_failed(active.source, reason)
         self.history.add(HistoryEntry(
             file_id=active.job_id, source=str(active.source), outcome=OUTCOME_FAILED, error=reason,

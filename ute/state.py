@@ -140,3 +140,66 @@ def commit_fence(connection: redis.Redis, chunk: str, attempt: str) -> Iterator[
 def commit_count(connection: redis.Redis, chunk: str) -> int:
     """How many times a chunk's segment was committed (once, if all is well)."""
     return int(connection.get(f"{KEY_PREFIX}commits:{chunk}") or 0)
+
+
+# Files, for `ute status`: a hash per file and an index in arrival order. Finished files stay
+# visible for FINISHED_FILE_TTL_SECONDS.
+FILES_INDEX = f"{KEY_PREFIX}files"
+FINISHED_FILE_TTL_SECONDS = 3600
+
+
+def _file_record_key(job_id: str) -> str:
+    return f"{KEY_PREFIX}file:{job_id}"
+
+
+def save_file_record(connection: redis.Redis, job_id: str, **fields: Any) -> None:
+    """Create or update a file's record; lists and dicts are stored as JSON."""
+    values = {k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in fields.items()}
+    pipe = connection.pipeline()
+    pipe.hset(_file_record_key(job_id), mapping=values)
+    pipe.persist(_file_record_key(job_id))
+    pipe.zadd(FILES_INDEX, {job_id: time.time()}, nx=True)
+    pipe.execute()
+
+
+def finish_file_record(connection: redis.Redis, job_id: str, outcome: str, **fields: Any) -> None:
+    save_file_record(connection, job_id, state=outcome, **fields)
+    connection.expire(_file_record_key(job_id), FINISHED_FILE_TTL_SECONDS)
+
+
+def file_record(connection: redis.Redis, job_id: str) -> dict[str, str] | None:
+    raw = connection.hgetall(_file_record_key(job_id))
+    return {k.decode(): v.decode() for k, v in raw.items()} if raw else None
+
+
+def file_records(connection: redis.Redis) -> list[tuple[str, dict[str, str]]]:
+    """Every file UTE knows about, in arrival order; expired ones leave the index."""
+    job_ids = [raw.decode() for raw in connection.zrange(FILES_INDEX, 0, -1)]
+    pipe = connection.pipeline()
+    for job_id in job_ids:
+        pipe.hgetall(_file_record_key(job_id))
+    records = []
+    for job_id, raw in zip(job_ids, pipe.execute(), strict=True):
+        if raw:
+            records.append((job_id, {k.decode(): v.decode() for k, v in raw.items()}))
+        else:
+            connection.zrem(FILES_INDEX, job_id)
+    return records
+
+
+# Workers announce themselves every second with a short-lived key: a dead one drops out of
+# `ute status` within WORKER_PRESENCE_TTL_SECONDS (rq's own registry keeps it for minutes).
+WORKER_PRESENCE_TTL_SECONDS = 5
+
+
+def announce_worker(connection: redis.Redis, name: str, facts: dict[str, Any]) -> None:
+    connection.set(f"{KEY_PREFIX}worker:{name}", json.dumps(facts), ex=WORKER_PRESENCE_TTL_SECONDS)
+
+
+def withdraw_worker(connection: redis.Redis, name: str) -> None:
+    connection.delete(f"{KEY_PREFIX}worker:{name}")
+
+
+def live_workers(connection: redis.Redis) -> list[dict[str, Any]]:
+    keys = sorted(connection.scan_iter(match=f"{KEY_PREFIX}worker:*", count=500))
+    return [json.loads(raw) for raw in connection.mget(keys) if raw] if keys else []

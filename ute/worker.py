@@ -9,10 +9,12 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from types import FrameType
 from typing import Any
 
+import psutil
 import redis
 from rq import Queue, Worker
 from rq.executions import Execution
@@ -32,11 +34,37 @@ class ForbiddenJobError(UteError):
 
 
 class UteWorker(Worker):
-    """JSON payloads only, and only the job functions in jobs.ALLOWED_JOB_FUNCTIONS."""
+    """JSON payloads only, and only the job functions in jobs.ALLOWED_JOB_FUNCTIONS; announces
+    itself (host, current chunk, CPU and memory) every second for `ute status`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
         super().__init__(*args, **kwargs)
+        self._presence_stop = threading.Event()
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        presence = threading.Thread(target=self._announce, name="ute-presence", daemon=True)
+        presence.start()
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            self._presence_stop.set()
+            presence.join(timeout=5)
+            with contextlib.suppress(redis.exceptions.RedisError):
+                state.withdraw_worker(self.connection, self.name)
+
+    def _announce(self) -> None:
+        processes: dict[int, psutil.Process] = {}
+        host = socket.gethostname()
+        while not self._presence_stop.is_set():
+            with contextlib.suppress(redis.exceptions.RedisError, psutil.Error):
+                cpu, memory = _tree_usage(processes)
+                job_id = self.get_current_job_id()
+                state.announce_worker(self.connection, self.name, {
+                    "name": self.name, "host": host, "pid": os.getpid(), "job": job_id,
+                    "cpu_percent": round(cpu, 1), "memory_bytes": memory,
+                })  # fmt: skip
+            self._presence_stop.wait(PRESENCE_SECONDS)
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         try:
@@ -66,6 +94,25 @@ class UteWorker(Worker):
             log.warning("aborted job %s; it is back at the front of queue %s", job_id, job.origin)
         except Exception as error:  # the coordinator's monitor requeues it within seconds anyway
             log.warning("could not requeue job %s (%s); the monitor will", job_id, error)
+
+
+PRESENCE_SECONDS = 1.0
+
+
+def _tree_usage(known: dict[int, psutil.Process]) -> tuple[float, int]:
+    """CPU percent and resident memory of this process and everything below it (horse, ffmpeg).
+
+    psutil measures CPU between two calls on the same Process object, so they are kept."""
+    me = psutil.Process()
+    current = {p.pid: known.get(p.pid, p) for p in [me, *me.children(recursive=True)]}
+    known.clear()
+    known.update(current)
+    cpu, memory = 0.0, 0
+    for process in current.values():
+        with contextlib.suppress(psutil.Error):
+            cpu += process.cpu_percent(None)
+            memory += process.memory_info().rss
+    return cpu, memory
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,132 @@
+"""`ute status`, `ute logs` and `ute dashboard` against a real service, workers and Redis."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import spawn
+from media import make_clip
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from ute import state, submit
+from ute.jobs import ChunkSpec, FileSpec
+
+pytestmark = pytest.mark.slow
+
+
+def ute(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ute.cli", *args], capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def wait_for(condition, what: str, timeout: float = 180):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.3)
+    return result
+
+
+def test_status_json_tui_and_logs_during_a_real_encode(tmp_path: Path, clean_redis: str) -> None:
+    inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
+    inbox.mkdir()
+    clip = make_clip(tmp_path / "status clip.mkv", seconds=20, size="640x360", gop=48)
+    spawn([sys.executable, "-m", "ute.cli", "serve", "--inbox", str(inbox), "--outbox", str(outbox),
+           "--plugins", "/nonexistent", "--settle-seconds", "1", "--workers", "2", "--redis-url", clean_redis,
+           "--preset", "slow", "--chunk-frames", "96"], log_path=tmp_path / "serve.log")  # fmt: skip
+    clip.rename(inbox / clip.name)
+
+    def busy_snapshot() -> dict | None:
+        run = ute("status", "--json", "--redis-url", clean_redis)
+        snap = json.loads(run.stdout) if run.returncode == 0 else None
+        if not snap or snap["swarm_fps"] <= 0 or not snap["jobs"]:
+            return None
+        busy = [w for w in snap["workers"] if w["state"] == "busy" and w["fps"] > 0]
+        return snap if busy and snap["jobs"][0]["frames_done"] > 0 else None
+
+    snap = wait_for(busy_snapshot, "a busy worker, frames done and swarm fps in ute status --json")
+    job = snap["jobs"][0]
+    assert job["source"].endswith("status clip.mkv") and job["state"] == "encoding"
+    assert job["frames_total"] == 480 and job["chunks_total"] == 5
+    worker = next(w for w in snap["workers"] if w["state"] == "busy")
+    assert worker["chunk"]["index"] in range(5) and worker["host"] == socket.gethostname()
+    assert worker["cpu_percent"] is not None and worker["memory_bytes"] > 0
+
+    if shutil.which("tmux"):
+        session = f"ute-status-{tmp_path.name}"
+        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24",
+                        sys.executable, "-m", "ute.cli", "status", "--redis-url", clean_redis], check=True)
+        def screen_with_progress() -> str | None:
+            text = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+                                  text=True).stdout
+            return text if "status clip" in text and "━" in text else None
+
+        try:
+            screen = wait_for(screen_with_progress, "the file and a progress bar on the tmux screen", 60)
+            assert "worker" in screen and "fps" in screen
+            subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+            wait_for(lambda: subprocess.run(["tmux", "has-session", "-t", session],
+                                            capture_output=True).returncode != 0, "q to quit", 10)
+        finally:
+            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+    wait_for(lambda: (outbox / "status clip.mkv").exists(), "the file to finish")
+    logs = ute("logs", job["id"], "--chunk", "0", "--redis-url", clean_redis, "--outbox", str(outbox))
+    assert logs.returncode == 0, logs.stderr
+    assert "chunk 0" in logs.stdout and "encoded 96 frames" in logs.stdout
+    assert "== chunk 1" not in logs.stdout
+
+
+def _get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + b64encode(":".join(auth).encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except urllib.error.URLError:
+        return 0, b""  # not listening yet
+
+
+def test_dashboard_needs_credentials_and_listens_on_loopback(tmp_path: Path, clean_redis: str) -> None:
+    connection = state.connect(clean_redis)
+    for name in state.QUEUES:  # queues with a UTE job whose source has a hostile name
+        file = FileSpec("/v/<script>alert(1)</script>.mkv", 0, "/w", {})
+        submit.submit_chunks(connection, file, [ChunkSpec(f"f{name}", 0, 0, 10, 0)], name)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dashboard = spawn([sys.executable, "-m", "ute.cli", "dashboard", "--port", str(port),
+                       "--redis-url", clean_redis, "--username", "admin", "--password", "s3cret"],
+                      log_path=tmp_path / "dashboard.log")  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _get(base + "/")[0] in (200, 401), "the dashboard", 30)
+
+    assert _get(base + "/")[0] == 401
+    assert _get(base + "/", ("admin", "wrong"))[0] == 401
+    assert _get(base + "/", ("admin", "s3cret"))[0] == 200
+    status, body = _get(base + "/0/data/queues.json", ("admin", "s3cret"))
+    assert status == 200
+    assert {q["name"] for q in json.loads(body)["queues"]} >= {"high", "low"}
+    status, body = _get(base + "/0/data/jobs/high/queued/10/asc/1.json", ("admin", "s3cret"))
+    assert status == 200 and b"<script>" not in body and b"alert(" not in body
+
+    listening = [c for c in psutil.Process(dashboard.pid).net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN]  # fmt: skip
+    assert listening and all(c.laddr.ip == "127.0.0.1" for c in listening)
+    Queue("high", connection=connection, serializer=JSONSerializer).empty()

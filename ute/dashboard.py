@@ -1,0 +1,48 @@
+"""`ute dashboard`: rq-dashboard for UTE's Redis, on loopback unless told otherwise, with basic auth.
+
+rq-dashboard has no authentication of its own (only HTTP basic auth when given credentials),
+accepts requeue requests by GET, and shows job descriptions and arguments unescaped: UTE keeps
+file names out of all of them (see jobs.FileSpec), and this command warns when the dashboard is
+reachable from other machines without credentials.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rq.serializers import JSONSerializer
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+ENV_PASSWORD = "UTE_DASHBOARD_PASSWORD"
+
+
+def build_app(redis_url: str, username: str | None, password: str | None) -> Any:
+    """The rq-dashboard Flask app for redis_url, reading UTE's JSON jobs, behind basic auth."""
+    from rq_dashboard.cli import make_flask_app
+    from rq_dashboard.web import config as dashboard_config
+    from rq_dashboard.web import setup_rq_connection
+
+    dashboard_config.serializer = JSONSerializer
+    app = make_flask_app(None, username, password, url_prefix="")
+    app.config["RQ_DASHBOARD_REDIS_URL"] = redis_url
+    with app.app_context():
+        setup_rq_connection(app)
+    return app
+
+
+def serve(redis_url: str, host: str, port: int, username: str | None, password: str | None) -> None:
+    if bool(username) != bool(password):
+        from ute.errors import UteError
+
+        raise UteError(f"give both --username and --password (or {ENV_PASSWORD}), or neither")
+    if host not in LOOPBACK_HOSTS and not username:
+        log.warning("the dashboard listens on %s WITHOUT a password: anyone who can reach it can "
+                    "requeue and delete jobs; pass --username and --password", host)  # fmt: skip
+    from werkzeug.serving import run_simple
+
+    log.info("rq-dashboard for %s at http://%s:%d/%s", redis_url, host, port,
+             " (basic auth)" if username else "")  # fmt: skip
+    run_simple(host, port, build_app(redis_url, username, password), threaded=True)

@@ -1,0 +1,86 @@
+"""A plain snapshot of the swarm from Redis: workers, files, speeds, ETAs. The TUI only draws it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from ute import state
+from ute.plan import Chunk
+from ute.progress import read_progress
+
+ACTIVE_STATES = ("queued", "encoding")
+
+
+def snapshot(connection: redis.Redis) -> dict[str, Any]:
+    """The `ute status --json` document (README: ute status)."""
+    workers = [_worker(connection, facts) for facts in state.live_workers(connection)]
+    swarm_fps = round(sum(worker["fps"] for worker in workers), 2)
+    files = [_file(connection, job_id, record) for job_id, record in state.file_records(connection)]
+    return {"swarm_fps": swarm_fps, "workers": workers, "jobs": files,
+            "queue_eta_seconds": _queue_eta(files, swarm_fps)}  # fmt: skip
+
+
+def _worker(connection: redis.Redis, facts: dict[str, Any]) -> dict[str, Any]:
+    job_id = facts.get("job")
+    job = Job.fetch_many([job_id], connection=connection, serializer=JSONSerializer)[0] if job_id else None
+    chunk = None
+    fps = 0.0
+    if job is not None:
+        chunk = {"job": job.id, "index": int(job.args[0]["index"]), "file_id": job.args[0]["file_id"],
+                 "frames_done": int(job.meta.get("frames_done", 0)), "frames": int(job.args[0]["frames"])}
+        fps = float(job.meta.get("fps", 0.0))
+    return {
+        "name": facts["name"],
+        "host": facts.get("host", "?"),
+        "state": "busy" if chunk else "idle",
+        "chunk": chunk,
+        "fps": round(fps, 2),
+        "cpu_percent": facts.get("cpu_percent"),
+        "memory_bytes": facts.get("memory_bytes"),
+    }
+
+
+def _file(connection: redis.Redis, job_id: str, record: dict[str, str]) -> dict[str, Any]:
+    chunk_frames = json.loads(record.get("chunk_frames", "[]"))
+    frames_total = int(record.get("frames_total", sum(chunk_frames)))
+    file_state = record.get("state", "queued")
+    entry: dict[str, Any] = {
+        "id": job_id, "source": record.get("source", "?"), "name": Path(record.get("source", "?")).name,
+        "state": file_state, "queue": record.get("queue"),
+        "chunks_total": len(chunk_frames), "chunks_done": 0,
+        "frames_total": frames_total, "frames_done": 0, "fps": 0.0, "eta_seconds": None,
+        "output": record.get("output"), "error": record.get("error"),
+    }  # fmt: skip
+    if file_state in ("done", "muxing"):
+        entry.update(chunks_done=len(chunk_frames), frames_done=frames_total)
+    elif record.get("file_id") and chunk_frames:
+        progress = read_progress(connection, record["file_id"], _chunks(chunk_frames))
+        entry.update(chunks_done=progress.chunks_done, frames_done=progress.frames_done,
+                     fps=round(progress.fps, 2))  # fmt: skip
+        if file_state == "encoding" and progress.chunks_done == 0 and progress.fps == 0:
+            entry["state"] = "queued"
+        if progress.fps > 0:
+            entry["eta_seconds"] = round((progress.frames_total - progress.frames_done) / progress.fps, 1)
+    return entry
+
+
+def _chunks(chunk_frames: list[int]) -> list[Chunk]:
+    chunks, start = [], 0
+    for index, frames in enumerate(chunk_frames):
+        chunks.append(Chunk(index, start, start + frames))
+        start += frames
+    return chunks
+
+
+def _queue_eta(files: list[dict[str, Any]], swarm_fps: float) -> float | None:
+    """Seconds until every queued and encoding file is done, at the swarm's current speed."""
+    remaining = sum(f["frames_total"] - f["frames_done"] for f in files if f["state"] in ACTIVE_STATES)
+    if remaining == 0:
+        return 0.0
+    return round(remaining / swarm_fps, 1) if swarm_fps > 0 else None
