@@ -170,6 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(default: ./outbox)")  # fmt: skip
     _add_redis_url(logs_parser)
 
+    for verb, what in (("pause", "stop queueing a file's chunks (running ones finish)"),
+                       ("resume", "queue a paused file's chunks again"),
+                       ("cancel", "stop a file's chunks and drop its work; the source stays in place"),
+                       ("retry", "encode a failed or cancelled file again")):  # fmt: skip
+        control_parser = commands.add_parser(verb, parents=[common], help=what,
+                                             description=f"{what[0].upper()}{what[1:]}. JOB is the "
+                                             "id `ute status` shows.")  # fmt: skip
+        control_parser.add_argument("job_id", metavar="JOB")
+        if verb == "retry":
+            control_parser.add_argument("--inbox", type=Path, default=Path("inbox"), metavar="DIR",
+                                        help="the service's inbox (default: ./inbox)")  # fmt: skip
+        _add_redis_url(control_parser)
+
     dashboard_parser = commands.add_parser(
         "dashboard", parents=[common], help="serve rq-dashboard for UTE's Redis",
         description="Serve rq-dashboard (queues, workers, jobs) for UTE's Redis. It listens on "
@@ -352,6 +365,18 @@ def run_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_control(args: argparse.Namespace) -> int:
+    from ute import control, state
+
+    connection = state.connect(args.redis_url)
+    _check_redis(connection, args.redis_url)
+    if args.command == "retry":
+        print(control.retry(connection, args.job_id, args.inbox))
+    else:
+        print(getattr(control, args.command)(connection, args.job_id))
+    return 0
+
+
 def run_dashboard(args: argparse.Namespace) -> int:
     from ute import dashboard
 
@@ -375,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, getattr(args, "log_file", None))
     handlers = {"plan": run_plan, "encode": run_encode, "serve": run_serve, "history": run_history,
-                "status": run_status, "logs": run_logs, "dashboard": run_dashboard}  # fmt: skip
+                "status": run_status, "logs": run_logs, "dashboard": run_dashboard,
+                "pause": run_control, "resume": run_control, "cancel": run_control, "retry": run_control}
     try:
         return handlers[args.command](args)
     except UteError as error:

@@ -14,6 +14,8 @@ from typing import Any
 HISTORY_FILE_NAME = "history.sqlite"
 OUTCOME_DONE = "done"
 OUTCOME_FAILED = "failed"
+OUTCOME_CANCELLED = "cancelled"
+OUTCOME_RETRIED = "retried"  # a cancelled file was put back to work
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -96,13 +98,14 @@ class History:
             rows = connection.execute("SELECT * FROM files ORDER BY finished_at, id").fetchall()
         return [_entry(row) for row in rows]
 
-    def is_done(self, file_id: str) -> bool:
+    def latest_outcome(self, file_id: str) -> str | None:
+        """The last thing that happened to this file (by its id), if anything."""
         with self._connect() as connection:
             row = connection.execute(
-                "SELECT 1 FROM files WHERE file_id = ? AND outcome = ? LIMIT 1",
-                (file_id, OUTCOME_DONE),
+                "SELECT outcome FROM files WHERE file_id = ? ORDER BY finished_at DESC, id DESC LIMIT 1",
+                (file_id,),
             ).fetchone()
-        return row is not None
+        return row["outcome"] if row else None
 
 
 def _entry(row: sqlite3.Row) -> HistoryEntry:

@@ -19,9 +19,17 @@ from pathlib import Path
 
 import redis
 
-from ute import chunklogs, config, monitor, pipeline, plugins, runner, state, submit
+from ute import chunklogs, config, control, monitor, pipeline, plugins, runner, state, submit
 from ute.errors import UteError
-from ute.history import HISTORY_FILE_NAME, OUTCOME_DONE, OUTCOME_FAILED, History, HistoryEntry
+from ute.history import (
+    HISTORY_FILE_NAME,
+    OUTCOME_CANCELLED,
+    OUTCOME_DONE,
+    OUTCOME_FAILED,
+    OUTCOME_RETRIED,
+    History,
+    HistoryEntry,
+)
 from ute.inbox import Arrival, InboxLayout, InboxWatcher, Refusal, unused_name
 from ute.localworkers import local_workers
 from ute.pipeline import PreparedFile
@@ -128,6 +136,7 @@ class Service:
         self.layout = InboxLayout(options.inbox)
         self.watcher = InboxWatcher(self.layout, options.settle_seconds, options.stall_seconds)
         self.active: dict[Path, ActiveFile] = {}  # in arrival order
+        self.cancelled: dict[Path, str] = {}  # sources left in the inbox by `ute cancel`
         # Pre plugins, muxing and verifying take seconds to minutes: never in the service loop.
         self.helpers = ThreadPoolExecutor(HELPER_THREADS, thread_name_prefix="ute-file")
         self.monitor = monitor.ChunkMonitor(connection)
@@ -164,13 +173,25 @@ class Service:
             except redis.exceptions.RedisError:
                 self.watcher.release(event.path)  # offered again once Redis is back
                 raise
+        self._retry_cancelled()
         blocked_queues: set[str] = set()  # files are queued in arrival order, per queue
+        paused: set[Path] = set()
         for active in list(self.active.values()):
-            self._advance(active, blocked_queues)
+            request = state.file_control(self.connection, active.job_id)
+            if request == control.CANCEL and not active.finalizing:
+                self._cancel(active)
+            elif request == control.PAUSE and not active.finalizing:
+                paused.add(active.source)  # running chunks finish; queued ones leave the queue
+                if active.prepared:
+                    control.take_off_queue(self.connection, active.prepared.file_id,
+                                           len(active.prepared.chunks), stop_running=False)  # fmt: skip
+            else:
+                self._advance(active, blocked_queues)
         now = time.monotonic()
         if now - self._last_monitor >= MONITOR_EVERY_SECONDS:
             self._last_monitor = now
-            encoding = [a.prepared for a in self.active.values() if a.prepared and not a.finalizing]
+            encoding = [a.prepared for a in self.active.values()
+                        if a.prepared and not a.finalizing and a.source not in paused]  # fmt: skip
             for prepared in encoding:  # Redis may have lost them in a restart
                 state.save_file_spec(self.connection, prepared.file_id, prepared.file_spec.to_json(),
                                      only_if_missing=True)  # fmt: skip
@@ -181,6 +202,16 @@ class Service:
     def _take(self, arrival: Arrival) -> None:
         info = arrival.info
         job_id = state.fingerprint(info.path, info.size, info.mtime_ns)
+        outcome = self.history.latest_outcome(job_id)
+        if outcome == OUTCOME_DONE:
+            log.info("%s: already encoded (same path, size and time); not encoding it again",
+                     arrival.path.name)  # fmt: skip
+            self._dispose_source(arrival.path)
+            return
+        if outcome == OUTCOME_CANCELLED:  # stays where it is until `ute retry`
+            self.cancelled[arrival.path] = job_id
+            state.finish_file_record(self.connection, job_id, OUTCOME_CANCELLED, source=str(arrival.path))
+            return
         log.info("%s: taken for queue %s (%d frames at %.3f fps)", arrival.path.name, arrival.queue,
                  info.frame_count, info.fps)  # fmt: skip
         state.save_file_record(self.connection, job_id, source=str(arrival.path), state="queued",
@@ -242,13 +273,6 @@ class Service:
             self._fail(active, f"{active.source}: {error.strerror or error}")
             return
         active.log_lines += pre.log_lines
-        if self.history.is_done(prepared.file_id):
-            log.info("%s: already encoded (same path, size, time and settings); not encoding it again",
-                     active.source.name)  # fmt: skip
-            self.active.pop(active.source, None)
-            state.finish_file_record(self.connection, active.job_id, "done")
-            self._dispose_source(active.source)
-            return
         prepared.work_dir.mkdir(parents=True, exist_ok=True)
         submit.submit_chunks(self.connection, prepared.file_spec, prepared.specs, active.queue)
         state.save_file_record(self.connection, active.job_id, state="encoding", file_id=prepared.file_id,
@@ -330,6 +354,30 @@ class Service:
         ))  # fmt: skip
         self.watcher.release(active.source)
         self._forget(active)
+
+    def _cancel(self, active: ActiveFile) -> None:
+        """`ute cancel`: stop its chunks, drop its work folder, leave the source where it is."""
+        if active.prepared:
+            control.take_off_queue(self.connection, active.prepared.file_id, len(active.prepared.chunks),
+                                   stop_running=True)  # fmt: skip
+            submit.clear_chunks(self.connection, active.prepared.file_id, len(active.prepared.chunks))
+        log.info("%s: cancelled; the source stays in place (`ute retry %s` encodes it again)",
+                 active.source.name, active.job_id)  # fmt: skip
+        self.history.add(HistoryEntry(file_id=active.job_id, source=str(active.source),
+                                      outcome=OUTCOME_CANCELLED, queue=active.queue,
+                                      started_at=active.started_at))  # fmt: skip
+        state.finish_file_record(self.connection, active.job_id, OUTCOME_CANCELLED, control="")
+        self.cancelled[active.source] = active.job_id
+        self._forget(active)
+
+    def _retry_cancelled(self) -> None:
+        for source, job_id in list(self.cancelled.items()):
+            if state.file_control(self.connection, job_id) == control.RETRY:
+                log.info("%s: retry requested; taking it again", source.name)
+                self.history.add(HistoryEntry(file_id=job_id, source=str(source), outcome=OUTCOME_RETRIED))
+                state.save_file_record(self.connection, job_id, control="")
+                del self.cancelled[source]
+                self.watcher.release(source)
 
     def _forget(self, active: ActiveFile) -> None:
         self.active.pop(active.source, None)

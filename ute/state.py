@@ -167,6 +167,12 @@ def finish_file_record(connection: redis.Redis, job_id: str, outcome: str, **fie
     connection.expire(_file_record_key(job_id), FINISHED_FILE_TTL_SECONDS)
 
 
+def file_control(connection: redis.Redis, job_id: str) -> str:
+    """What a user asked for with `ute pause|cancel|retry` ("" for nothing)."""
+    raw = connection.hget(_file_record_key(job_id), "control")
+    return raw.decode() if raw else ""
+
+
 def file_record(connection: redis.Redis, job_id: str) -> dict[str, str] | None:
     raw = connection.hgetall(_file_record_key(job_id))
     return {k.decode(): v.decode() for k, v in raw.items()} if raw else None

@@ -1,0 +1,85 @@
+"""`ute pause|resume|cancel|retry JOB`: requests a running service acts on, plus what can be done
+at once (taking a paused file's chunks off the queue, stopping a cancelled file's encoders)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import redis
+from rq.command import send_stop_job_command
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from ute import state
+from ute.errors import UteError
+from ute.inbox import InboxLayout, unused_name
+
+PAUSE, CANCEL, RETRY = "pause", "cancel", "retry"
+RUNNING_STATES = ("queued", "encoding", "paused")
+
+
+def _record(connection: redis.Redis, job_id: str) -> dict[str, str]:
+    record = state.file_record(connection, job_id)
+    if record is None:
+        raise UteError(f"no file {job_id} in Redis: `ute status` lists the ids")
+    return record
+
+
+def pause(connection: redis.Redis, job_id: str) -> str:
+    record = _record(connection, job_id)
+    if record.get("state") not in RUNNING_STATES:
+        raise UteError(f"{job_id} is {record.get('state')}: only queued or encoding files can pause")
+    state.save_file_record(connection, job_id, control=PAUSE, state="paused")
+    return f"pausing {Path(record['source']).name}: its queued chunks wait, running ones finish"
+
+
+def resume(connection: redis.Redis, job_id: str) -> str:
+    record = _record(connection, job_id)
+    if record.get("control") != PAUSE:
+        raise UteError(f"{job_id} is not paused")
+    state.save_file_record(connection, job_id, control="", state="encoding")
+    return f"resumed {Path(record['source']).name}"
+
+
+def cancel(connection: redis.Redis, job_id: str) -> str:
+    record = _record(connection, job_id)
+    if record.get("state") not in RUNNING_STATES:
+        raise UteError(f"{job_id} is {record.get('state')}: only queued, encoding or paused files "
+                       "can be cancelled")  # fmt: skip
+    state.save_file_record(connection, job_id, control=CANCEL)
+    return (f"cancelling {Path(record['source']).name}: its chunks stop, its work folder goes, "
+            "the source stays where it is")  # fmt: skip
+
+
+def take_off_queue(connection: redis.Redis, file_id: str, chunk_count: int, *, stop_running: bool) -> None:
+    """The service's half of pause (queued chunks leave the queue) and cancel (running ones stop)."""
+    job_ids = state.current_chunk_job_ids(connection, file_id, chunk_count)
+    for job in Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer):
+        if job is None:
+            continue
+        if job.get_status(refresh=False) == JobStatus.QUEUED:
+            job.delete()  # queued again by the service on resume
+        elif stop_running and job.get_status(refresh=False) == JobStatus.STARTED:
+            send_stop_job_command(connection, job.id)
+
+
+def retry(connection: redis.Redis, job_id: str, inbox: Path) -> str:
+    """A failed file goes back from inbox/failed/ to where it came from; a cancelled one is taken again."""
+    record = _record(connection, job_id)
+    source = Path(record["source"])
+    if record.get("state") == "cancelled":
+        state.save_file_record(connection, job_id, control=RETRY)
+        return f"{source.name} will be encoded again"
+    if record.get("state") != "failed":
+        raise UteError(f"{job_id} is {record.get('state')}: only failed or cancelled files can be retried")
+    layout = InboxLayout(inbox)
+    failed_copy = layout.failed / source.name
+    if not failed_copy.exists():
+        raise UteError(f"{failed_copy} is not there any more; put the file back into the inbox by hand")
+    target = unused_name(layout.high / source.name if record.get("queue") == state.QUEUE_HIGH
+                         else layout.root / source.name)  # fmt: skip
+    target.parent.mkdir(parents=True, exist_ok=True)
+    failed_copy.with_name(failed_copy.name + ".error.txt").unlink(missing_ok=True)
+    shutil.move(failed_copy, target)
+    return f"{source.name} is back in {target.parent}; the service takes it again"
