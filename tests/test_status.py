@@ -130,3 +130,18 @@ def test_dashboard_needs_credentials_and_listens_on_loopback(tmp_path: Path, cle
                  if c.status == psutil.CONN_LISTEN]  # fmt: skip
     assert listening and all(c.laddr.ip == "127.0.0.1" for c in listening)
     Queue("high", connection=connection, serializer=JSONSerializer).empty()
+
+
+def test_a_dead_worker_leaves_the_status_within_seconds(tmp_path: Path, clean_redis: str) -> None:
+    from conftest import start_worker
+
+    worker = start_worker(clean_redis, tmp_path / "worker.log", "--name", "short-lived")
+
+    def names() -> set[str]:
+        snap = json.loads(ute("status", "--json", "--redis-url", clean_redis).stdout)
+        return {w["name"] for w in snap["workers"]}
+
+    wait_for(lambda: "short-lived" in names(), "the worker to appear", 30)
+    for process in [psutil.Process(worker.pid), *psutil.Process(worker.pid).children(recursive=True)]:
+        process.kill()
+    wait_for(lambda: "short-lived" not in names(), "the dead worker to drop out (5 s presence key)", 30)

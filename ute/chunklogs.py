@@ -1,7 +1,7 @@
 """Each chunk's encoder log (x265's summary or the error), with its timings and worker.
 
-They live in rq's job results (RESULT_TTL_SECONDS) and are copied into the history when a file
-is finished; `ute logs` reads whichever still has them.
+They live in rq's job results ($UTE_LOG_TTL, a week by default) and are copied into the history
+when a file is finished; `ute logs` reads whichever still has them.
 """
 
 from __future__ import annotations

@@ -23,6 +23,10 @@ DEFAULT_CHUNK_TIMEOUT_SECONDS = 6 * 3600
 CHUNK_RETRY_DELAYS_SECONDS = (5.0, 30.0, 120.0)
 ENV_RETRY_DELAYS = "UTE_RETRY_DELAYS"  # e.g. "5,30,120"
 ENV_STUCK_SECONDS = "UTE_STUCK_SECONDS"
+# Chunk results (with their encoder logs) stay in Redis this long; finished files also keep
+# them in the history.
+DEFAULT_LOG_TTL_SECONDS = 7 * 24 * 3600
+ENV_LOG_TTL = "UTE_LOG_TTL"
 
 ENV_REDIS_URL = "UTE_REDIS_URL"
 ENV_FFMPEG = "UTE_FFMPEG"
@@ -90,6 +94,15 @@ def stuck_seconds_override() -> float | None:
         return float(override) if override else None
     except ValueError as error:
         raise SettingsError(f"{ENV_STUCK_SECONDS}={override!r}: use a number of seconds") from error
+
+
+def log_ttl_seconds() -> int:
+    """How long chunk logs stay in Redis; $UTE_LOG_TTL (seconds) overrides the week."""
+    override = os.environ.get(ENV_LOG_TTL)
+    try:
+        return int(override) if override else DEFAULT_LOG_TTL_SECONDS
+    except ValueError as error:
+        raise SettingsError(f"{ENV_LOG_TTL}={override!r}: use a whole number of seconds") from error
 
 
 def redis_url_from_env() -> str | None:

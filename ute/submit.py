@@ -12,10 +12,8 @@ from rq.serializers import JSONSerializer
 
 from ute import jobs, state
 from ute.jobs import ChunkSpec, FileSpec
-from ute.settings import DEFAULT_CHUNK_TIMEOUT_SECONDS, chunk_retry_delays
+from ute.settings import DEFAULT_CHUNK_TIMEOUT_SECONDS, chunk_retry_delays, log_ttl_seconds
 
-# Results and failures stay in Redis a day: long enough to resume or read why.
-RESULT_TTL_SECONDS = 24 * 3600
 ACTIVE_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.FINISHED, JobStatus.DEFERRED,
                  JobStatus.SCHEDULED}  # fmt: skip
 
@@ -72,8 +70,8 @@ def _job_kwargs(spec: dict[str, Any], job_id: str) -> dict[str, Any]:
         # Descriptions are shown unescaped by rq-dashboard: never put a file name here.
         "description": f"encode chunk {spec['index']} of file {spec['file_id']}",
         "timeout": DEFAULT_CHUNK_TIMEOUT_SECONDS,
-        "result_ttl": RESULT_TTL_SECONDS,
-        "failure_ttl": RESULT_TTL_SECONDS,
+        "result_ttl": log_ttl_seconds(),  # the result holds the chunk's log
+        "failure_ttl": log_ttl_seconds(),
     }
 
 
