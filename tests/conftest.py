@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 import pytest
@@ -15,6 +17,7 @@ from ute import runner, state
 from ute.redis_server import private_redis
 
 sys.path.insert(0, str(Path(__file__).parent))
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +58,26 @@ def _reap_spawned() -> Iterator[None]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 member.kill()
         process.wait()
+
+
+def run_ute(*args: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`ute ARGS` as a user runs it (the installed package, this interpreter)."""
+    return subprocess.run([sys.executable, "-m", "ute.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def wait_for(
+    condition: Callable[[], T], what: str, timeout: float = 180, *,
+    log: Path | None = None, process: subprocess.Popen[bytes] | None = None,
+) -> T:  # fmt: skip
+    """Poll until condition() is truthy and return it; fail early if process dies, with its log."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline or (process is not None and process.poll() is not None):
+            tail = f"; log:\n{log.read_text()[-4000:]}" if log and log.exists() else ""
+            pytest.fail(f"timed out waiting for {what}{tail}")
+        time.sleep(0.05)
+    return result
 
 
 def start_worker(redis_url: str, log_path: Path, *extra: str) -> subprocess.Popen[bytes]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import spawn
+from conftest import run_ute, spawn, wait_for
 from media import make_clip
 
 from ute import control, state
@@ -18,22 +17,12 @@ from ute.errors import UteError
 pytestmark = pytest.mark.slow
 
 
-def ute(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ute.cli", *args], capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
 
 
-def wait_for(condition, what: str, timeout: float = 180):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.3)
-    return result
 
 
 def job_of(redis_url: str, name: str) -> dict | None:
-    snap = json.loads(ute("status", "--json", "--redis-url", redis_url).stdout)
+    snap = json.loads(run_ute("status", "--json", "--redis-url", redis_url).stdout)
     return next((job for job in snap["jobs"] if job["name"] == name), None)
 
 
@@ -48,7 +37,7 @@ def test_pause_resume_cancel_and_retry(tmp_path: Path, clean_redis: str) -> None
 
     job = wait_for(lambda: (j := job_of(clean_redis, "first.mkv")) and j["chunks_done"] >= 1 and j,
                    "the first chunk of first.mkv")  # fmt: skip
-    assert ute("pause", job["id"], "--redis-url", clean_redis).returncode == 0
+    assert run_ute("pause", job["id"], "--redis-url", clean_redis).returncode == 0
     connection = state.connect(clean_redis)
     wait_for(lambda: state.queue(state.QUEUE_LOW, connection).count == 0, "the queued chunks to leave")
     time.sleep(4)  # the running chunk finishes; no other starts
@@ -57,23 +46,23 @@ def test_pause_resume_cancel_and_retry(tmp_path: Path, clean_redis: str) -> None
     time.sleep(2)
     assert job_of(clean_redis, "first.mkv")["chunks_done"] == paused["chunks_done"]
 
-    assert ute("resume", job["id"], "--redis-url", clean_redis).returncode == 0
+    assert run_ute("resume", job["id"], "--redis-url", clean_redis).returncode == 0
     wait_for(lambda: (outbox / "first.mkv").exists(), "first.mkv to finish after resume")
 
     second = make_clip(tmp_path / "second.mkv", seconds=12, size="640x360", gop=48)
     second.rename(inbox / "second.mkv")
     job = wait_for(lambda: (j := job_of(clean_redis, "second.mkv")) and j["state"] == "encoding" and j,
                    "second.mkv to start")  # fmt: skip
-    cancel = ute("cancel", job["id"], "--redis-url", clean_redis)
+    cancel = run_ute("cancel", job["id"], "--redis-url", clean_redis)
     assert cancel.returncode == 0, cancel.stderr
     wait_for(lambda: job_of(clean_redis, "second.mkv")["state"] == "cancelled", "the cancel")
     assert (inbox / "second.mkv").exists(), "a cancelled source stays in place"
     assert not list((outbox / ".ute-work").glob("*/0*.mkv")), "its work folder is gone"
     assert not (outbox / "second.mkv").exists()
 
-    assert ute("retry", job["id"], "--redis-url", clean_redis).returncode == 0
+    assert run_ute("retry", job["id"], "--redis-url", clean_redis).returncode == 0
     wait_for(lambda: (outbox / "second.mkv").exists(), "second.mkv after retry")
-    history = json.loads(ute("history", "--outbox", str(outbox), "--json").stdout)
+    history = json.loads(run_ute("history", "--outbox", str(outbox), "--json").stdout)
     assert [e["outcome"] for e in history if e["source"].endswith("second.mkv")] == [
         "cancelled", "retried", "done"]  # fmt: skip
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_ute
 from media import frame_hashes, make_clip
 from rq import Queue
 from rq.job import Job
@@ -21,11 +20,6 @@ pytestmark = pytest.mark.slow
 LOSSLESS = ["--x265-params", "lossless=1", "--preset", "ultrafast"]
 
 
-def ute(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ute.cli", *map(str, args)],
-        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
 
 
 def test_lossless_chunked_encode_is_frame_exact_and_keeps_every_stream(
@@ -35,7 +29,7 @@ def test_lossless_chunked_encode_is_frame_exact_and_keeps_every_stream(
                        subtitles=True, chapters=True)  # fmt: skip
     output = tmp_path / "out" / "movie.mkv"
     output.parent.mkdir()
-    run = ute("encode", source, "-o", output, "--workers", "2", "--redis-url", clean_redis,
+    run = run_ute("encode", source, "-o", output, "--workers", "2", "--redis-url", clean_redis,
               "--chunk-frames", "24", *LOSSLESS)  # fmt: skip
     assert run.returncode == 0, run.stderr
 
@@ -68,7 +62,7 @@ def test_b_frames_and_a_late_container_start_stay_frame_exact(
     source = make_clip(tmp_path / name, seconds=4, fps=25, gop=25, audio_tracks=1,
                        extra_video_args=extra)  # fmt: skip
     output = tmp_path / "out.mkv"
-    run = ute("encode", source, "-o", output, "--chunk-frames", "25", *LOSSLESS)
+    run = run_ute("encode", source, "-o", output, "--chunk-frames", "25", *LOSSLESS)
     assert run.returncode == 0, run.stderr
     assert frame_hashes(output) == frame_hashes(source)
 
@@ -78,7 +72,7 @@ def test_awkward_file_names_work(tmp_path: Path) -> None:
     folder.mkdir()
     source = make_clip(folder / "-It's a \"Test\" — ünï.mkv", seconds=2, audio_tracks=1)
     output = folder / "-Out: it's \"done\" — ünï.mkv"
-    run = ute("encode", source, "-o", output, "--preset", "ultrafast", "--chunk-frames", "24")
+    run = run_ute("encode", source, "-o", output, "--preset", "ultrafast", "--chunk-frames", "24")
     assert run.returncode == 0, run.stderr
     assert probe(output).frame_count == 48
 
@@ -97,7 +91,7 @@ def test_bad_input_gives_one_line_and_writes_nothing(
     source.write_bytes(content)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    run = ute("encode", source, "-o", out_dir / "input.mkv")
+    run = run_ute("encode", source, "-o", out_dir / "input.mkv")
     assert run.returncode != 0
     assert run.stderr.count("\n") == 1 and message in run.stderr and "input.mkv" in run.stderr
     assert list(out_dir.iterdir()) == []
@@ -108,6 +102,6 @@ def test_an_existing_output_is_not_replaced_without_force(tmp_path: Path) -> Non
     source = make_clip(tmp_path / "a.mkv", seconds=1)
     output = tmp_path / "b.mkv"
     output.write_bytes(b"keep me")
-    run = ute("encode", source, "-o", output)
+    run = run_ute("encode", source, "-o", output)
     assert run.returncode == 1 and "--force" in run.stderr
     assert output.read_bytes() == b"keep me"

@@ -7,12 +7,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import spawn, start_worker
+from conftest import spawn, start_worker, wait_for
 from media import frame_hashes, make_clip
 from rq import Worker
 from rq.job import Job
@@ -26,15 +25,6 @@ pytestmark = pytest.mark.slow
 ENCODE = ("--x265-params", "lossless=1", "--preset", "slow", "--chunk-frames", "48")
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 180) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def busy_worker(connection, names: set[str]) -> tuple[str, str] | None:  # type: ignore[no-untyped-def]

@@ -11,12 +11,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import spawn
+from conftest import spawn, wait_for
 from media import frame_hashes, make_clip
 from rq import Queue
 from rq.registry import FinishedJobRegistry
@@ -40,13 +39,6 @@ def start_serve(folder: Path, *extra: str) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
-def wait_for(condition: Callable[[], bool], what: str, log: Path,
-             serve: subprocess.Popen[bytes], timeout: float = 180) -> None:  # fmt: skip
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline or serve.poll() is not None:
-            pytest.fail(f"timed out waiting for {what}; service log:\n{log.read_text()[-4000:]}")
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -92,7 +84,7 @@ def test_serve_sorts_good_and_bad_files_and_honours_priority(
     def all_handled() -> bool:
         return len(list(failed.glob("*.error.txt"))) == 3 and len(list((inbox / "done").glob("*"))) == 2
 
-    wait_for(all_handled, "all five files to be handled", log, serve)
+    wait_for(all_handled, "all five files to be handled", log=log, process=serve)
     copier.join()
     assert serve.poll() is None, "the service must keep running"
 
@@ -147,14 +139,15 @@ def test_sigkill_of_everything_mid_file_then_restart_completes_it(service_folder
     serve = start_serve(service_folder, *options)
     (inbox / "movie.mkv").write_bytes(source.read_bytes())
     work = outbox / ".ute-work"
-    wait_for(lambda: len(list(work.glob("*/0*.mkv"))) >= 4, "a few chunks to finish", log, serve)
+    wait_for(lambda: len(list(work.glob("*/0*.mkv"))) >= 4, "a few chunks to finish", log=log, process=serve)
     kill_everything(serve)
     assert not (outbox / "movie.mkv").exists()
     done_before = len(list(work.glob("*/0*.mkv")))
     assert done_before < 20, "the file finished before it could be killed"
 
     serve = start_serve(service_folder, *options)
-    wait_for(lambda: (inbox / "done" / "movie.mkv").exists(), "the resumed file to finish", log, serve)
+    resumed = inbox / "done" / "movie.mkv"
+    wait_for(resumed.exists, "the resumed file to finish", log=log, process=serve)
     runner.stop([serve])
     assert frame_hashes(outbox / "movie.mkv") == frame_hashes(source)
     assert [s.kind for s in probe(outbox / "movie.mkv").streams] == ["video", "audio"]
@@ -173,7 +166,7 @@ def test_a_chunk_that_keeps_failing_fails_its_file_cleanly(service_folder: Path,
     )  # fmt: skip
     (inbox / "movie.mkv").write_bytes(source.read_bytes())
     reason_file = inbox / "failed" / "movie.mkv.error.txt"
-    wait_for(reason_file.exists, "the file to fail", log, serve)
+    wait_for(reason_file.exists, "the file to fail", log=log, process=serve)
     assert serve.poll() is None
     reason = reason_file.read_text()
     assert "max cu size must be 16, 32, or 64" in reason and "failed 4 times" in reason
@@ -223,7 +216,7 @@ def test_plugins_run_in_order_and_settings_change_the_output(service_folder: Pat
     def all_handled() -> bool:
         return len(list((inbox / "done").glob("*.mkv"))) == 3 and (inbox / "failed" / "refuse.mkv").exists()
 
-    wait_for(all_handled, "four files with plugins", log, serve)
+    wait_for(all_handled, "four files with plugins", log=log, process=serve)
     runner.stop([serve])
 
     lines = plugin_log.read_text().splitlines()

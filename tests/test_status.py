@@ -7,7 +7,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import spawn
+from conftest import run_ute, spawn, wait_for
 from media import make_clip
 from rq import Queue
 from rq.serializers import JSONSerializer
@@ -26,18 +25,8 @@ from ute.jobs import ChunkSpec, FileSpec
 pytestmark = pytest.mark.slow
 
 
-def ute(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ute.cli", *args], capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
 
 
-def wait_for(condition, what: str, timeout: float = 180):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.3)
-    return result
 
 
 def test_status_json_tui_and_logs_during_a_real_encode(tmp_path: Path, clean_redis: str) -> None:
@@ -50,7 +39,7 @@ def test_status_json_tui_and_logs_during_a_real_encode(tmp_path: Path, clean_red
     clip.rename(inbox / clip.name)
 
     def busy_snapshot() -> dict | None:
-        run = ute("status", "--json", "--redis-url", clean_redis)
+        run = run_ute("status", "--json", "--redis-url", clean_redis)
         snap = json.loads(run.stdout) if run.returncode == 0 else None
         if not snap or snap["swarm_fps"] <= 0 or not snap["jobs"]:
             return None
@@ -84,7 +73,7 @@ def test_status_json_tui_and_logs_during_a_real_encode(tmp_path: Path, clean_red
             subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
 
     wait_for(lambda: (outbox / "status clip.mkv").exists(), "the file to finish")
-    logs = ute("logs", job["id"], "--chunk", "0", "--redis-url", clean_redis, "--outbox", str(outbox))
+    logs = run_ute("logs", job["id"], "--chunk", "0", "--redis-url", clean_redis, "--outbox", str(outbox))
     assert logs.returncode == 0, logs.stderr
     assert "chunk 0" in logs.stdout and "encoded 96 frames" in logs.stdout
     assert "== chunk 1" not in logs.stdout
@@ -133,12 +122,12 @@ def test_dashboard_needs_credentials_and_listens_on_loopback(tmp_path: Path, cle
 
 
 def test_a_dead_worker_leaves_the_status_within_seconds(tmp_path: Path, clean_redis: str) -> None:
-    from conftest import start_worker
+    from conftest import run_ute, start_worker, wait_for
 
     worker = start_worker(clean_redis, tmp_path / "worker.log", "--name", "short-lived")
 
     def names() -> set[str]:
-        snap = json.loads(ute("status", "--json", "--redis-url", clean_redis).stdout)
+        snap = json.loads(run_ute("status", "--json", "--redis-url", clean_redis).stdout)
         return {w["name"] for w in snap["workers"]}
 
     wait_for(lambda: "short-lived" in names(), "the worker to appear", 30)
