@@ -37,11 +37,16 @@ class CommandResult:
     seconds: float
 
 
+# Loaded once here: dlopen() in a child forked from a threaded parent (the service, a work horse
+# with its heartbeat thread) can deadlock on a lock another thread held at fork time.
+_LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:
     """Linux: the child gets SIGKILL when its parent dies, so no encoder outlives its job."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def run(
