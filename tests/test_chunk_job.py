@@ -16,11 +16,10 @@ from ute.settings import EncodeSettings
 def specs_for(source: Path, work_dir: Path, start_keyframe: int, frames: int
               ) -> tuple[jobs.FileSpec, jobs.ChunkSpec]:  # fmt: skip
     info = probe(source)
-    pts = info.keyframe_pts[info.keyframes.index(start_keyframe)]
     file = jobs.FileSpec(str(source), info.video_index, str(work_dir),
                          EncodeSettings(preset="ultrafast").to_json())  # fmt: skip
     chunk = jobs.ChunkSpec("test", 1, start_keyframe, frames,
-                           round(info.seconds_from_start(pts) * 1_000_000))  # fmt: skip
+                           info.microseconds_from_start(info.keyframe_pts_at(start_keyframe)))  # fmt: skip
     return file, chunk
 
 

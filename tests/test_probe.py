@@ -20,6 +20,9 @@ def test_probe_finds_frames_keyframes_and_streams(tmp_path: Path) -> None:
     assert info.chapters == 2
     assert info.video_index == 0
     assert (info.width, info.height) == (320, 180)
+    assert info.keyframe_pts_at(24) == info.keyframe_pts[1]
+    with pytest.raises(ValueError, match="not a keyframe"):
+        info.keyframe_pts_at(25)
     assert abs(info.duration_seconds - 4.0) < 0.002
     assert not info.variable_frame_rate
 

@@ -30,8 +30,7 @@ def kept_streams(info: SourceInfo) -> list[KeptStream]:
 
 def segments(info: SourceInfo, chunks: Sequence[Chunk]) -> list[Segment]:
     """Each segment lasts exactly until the next chunk's first frame, even at a variable rate."""
-    start_pts = dict(zip(info.keyframes, info.keyframe_pts, strict=True))
-    starts = [start_pts.get(chunk.start, info.first_pts) for chunk in chunks]
+    starts = [info.keyframe_pts_at(chunk.start) for chunk in chunks]
     return [
         Segment(
             segment_name(chunk.index),
@@ -50,9 +49,8 @@ def mux(info: SourceInfo, chunks: Sequence[Chunk], work_dir: Path, output: Path)
                     Path(info.path).name, stream.index, stream.kind)  # fmt: skip
     concat_list_path = work_dir / CONCAT_LIST_NAME
     concat_list_path.write_text(commands.concat_list(segments(info, chunks)), encoding="utf-8")
-    video_offset = round(info.pts_seconds(info.first_pts) * 1_000_000) - info.start_time_us
     argv = commands.mux(
         tools.ffmpeg(), concat_list_path, Path(info.path), info.video_index,
-        kept_streams(info), video_offset, output,
+        kept_streams(info), info.microseconds_from_start(info.first_pts), output,
     )  # fmt: skip
     runner.run(argv)

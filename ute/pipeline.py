@@ -50,14 +50,13 @@ def prepare(info: SourceInfo, settings: EncodeSettings, work_root: Path) -> Prep
 
 
 def chunk_specs(info: SourceInfo, chunks: Sequence[plan.Chunk], file_id: str) -> list[ChunkSpec]:
-    start_pts = dict(zip(info.keyframes, info.keyframe_pts, strict=True))
     return [
         ChunkSpec(
             file_id=file_id,
             index=chunk.index,
             start=chunk.start,
             frames=chunk.frames,
-            seek_microseconds=round(info.seconds_from_start(start_pts[chunk.start]) * 1_000_000),
+            seek_microseconds=info.microseconds_from_start(info.keyframe_pts_at(chunk.start)),
         )
         for chunk in chunks
     ]

@@ -66,9 +66,20 @@ class SourceInfo:
     def frame_seconds(self) -> float:
         return 1.0 / self.fps if self.fps > 0 else 0.0
 
+    def microseconds_from_start(self, pts: int) -> int:
+        """How far pts lies after the container start, exactly, in whole microseconds: what
+        ffmpeg's `-ss` and `-itsoffset` count from."""
+        return round(pts * self.time_base * 1_000_000) - self.start_time_us
+
     def seconds_from_start(self, pts: int) -> float:
-        """How far pts lies after the container start, which is what `ffmpeg -ss` expects."""
-        return float(pts * self.time_base) - self.start_time_us / 1_000_000
+        return self.microseconds_from_start(pts) / 1_000_000
+
+    def keyframe_pts_at(self, frame: int) -> int:
+        """The pts of keyframe number `frame` (chunks start on keyframes; frame 0 is one)."""
+        position = bisect.bisect_left(self.keyframes, frame)
+        if position == len(self.keyframes) or self.keyframes[position] != frame:
+            raise ValueError(f"frame {frame} is not a keyframe")
+        return self.keyframe_pts[position]
 
     def pts_seconds(self, pts: int) -> float:
         return float(pts * self.time_base)
