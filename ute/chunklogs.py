@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
-from rq.job import Job
-from rq.serializers import JSONSerializer
 
 from ute import state
 
@@ -32,9 +30,8 @@ class ChunkLog:
 
 
 def collect(connection: redis.Redis, file_id: str, chunk_count: int) -> list[ChunkLog]:
-    job_ids = state.current_chunk_job_ids(connection, file_id, chunk_count)
     logs = []
-    for index, job in enumerate(Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer)):
+    for index, job in enumerate(state.current_chunk_jobs(connection, file_id, chunk_count)):
         if job is None:
             continue
         result = job.latest_result()

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import redis
 from rq.command import send_stop_job_command
-from rq.job import Job, JobStatus
-from rq.serializers import JSONSerializer
+from rq.job import JobStatus
 
 from ute import state
 from ute.errors import UteError
@@ -54,8 +53,7 @@ def cancel(connection: redis.Redis, job_id: str) -> str:
 
 def take_off_queue(connection: redis.Redis, file_id: str, chunk_count: int, *, stop_running: bool) -> None:
     """The service's half of pause (queued chunks leave the queue) and cancel (running ones stop)."""
-    job_ids = state.current_chunk_job_ids(connection, file_id, chunk_count)
-    for job in Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer):
+    for job in state.current_chunk_jobs(connection, file_id, chunk_count):
         if job is None:
             continue
         if job.get_status(refresh=False) == JobStatus.QUEUED:

@@ -19,7 +19,7 @@ from ute.errors import EncodeError, UteError
 from ute.localworkers import local_workers
 from ute.logs import console
 from ute.probe import probe
-from ute.progress import ChunkProgress, read_progress
+from ute.progress import ChunkProgress
 from ute.redis_server import private_redis
 from ute.settings import EncodeSettings
 
@@ -153,14 +153,10 @@ def _check_chunks(
     connection: redis.Redis, prepared: pipeline.PreparedFile, watchdog: monitor.ChunkMonitor
 ) -> ChunkProgress:
     """One look at the file's chunks: resubmit lost jobs, requeue dead ones, stop on failure."""
-    # Redis may have lost it (a restart replays only what reached its append-only file).
-    state.save_file_spec(connection, prepared.file_id, prepared.file_spec.to_json(), only_if_missing=True)
-    progress = read_progress(connection, prepared.file_id, prepared.chunks)
-    if progress.missing:
-        submit.submit_chunks(connection, prepared.file_spec, [prepared.specs[i] for i in progress.missing])
+    progress, jobs = pipeline.check_chunks(connection, prepared, state.QUEUE_LOW)
     if progress.failure:
         raise EncodeError(f"{prepared.name}: {progress.failure}")
-    watchdog.sweep(state.current_chunk_job_ids(connection, prepared.file_id, len(prepared.chunks)))
+    watchdog.sweep(jobs)
     return progress
 
 

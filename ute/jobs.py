@@ -84,8 +84,9 @@ def encode(file: FileSpec, chunk: ChunkSpec, job: Job | None = None) -> dict[str
         return _result(chunk, segment, seconds=0.0, reused=True, log_lines=("segment reused",))
 
     attempt = uuid.uuid4().hex
+    chunk_key = state.chunk_key(chunk.file_id, chunk.index)
     if job is not None:
-        state.claim_chunk(job.connection, state.chunk_key(chunk.file_id, chunk.index), attempt)
+        state.claim_chunk(job.connection, chunk_key, attempt)
     # A per-attempt name: a late attempt can never write into another attempt's file.
     part = segment.with_name(f"{segment.name}.{attempt[:8]}.part")
     argv = commands.encode_chunk(
@@ -98,7 +99,7 @@ def encode(file: FileSpec, chunk: ChunkSpec, job: Job | None = None) -> dict[str
         written = probe.count_frames(part)
         if written != chunk.frames:
             raise EncodeError(f"{name}: the encoder wrote {written} of {chunk.frames} frames")
-        _commit(job, state.chunk_key(chunk.file_id, chunk.index), attempt, part, segment, name)
+        _commit(job, chunk_key, attempt, part, segment, name)
     return _result(chunk, segment, seconds=time.monotonic() - started, reused=False,
                    log_lines=outcome.stderr_tail)  # fmt: skip
 

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 import redis
 from rq.command import send_stop_job_command
 from rq.job import Job, JobStatus
-from rq.serializers import JSONSerializer
 
 from ute import state, submit
 from ute.settings import stuck_seconds_override
@@ -45,17 +44,18 @@ class _Seen:
 
 @dataclass
 class ChunkMonitor:
-    """Call sweep() every second or so with the job ids of the chunks being encoded."""
+    """Call sweep() every second or so with the jobs of all chunks being encoded (at once: it
+    forgets the progress of jobs it is not shown)."""
 
     connection: redis.Redis
     _progress: dict[str, _Seen] = field(default_factory=dict)
     _orphaned_since: dict[str, float] = field(default_factory=dict)
 
-    def sweep(self, job_ids: Sequence[str]) -> list[str]:
+    def sweep(self, jobs: Sequence[Job | None]) -> list[str]:
         """Requeue dead and stuck chunks at the front of their queue; return the old job ids."""
         now = time.monotonic()
         by_status: dict[JobStatus | None, list[Job]] = {}
-        for job in Job.fetch_many(list(job_ids), connection=self.connection, serializer=JSONSerializer):
+        for job in jobs:
             if job is not None:
                 by_status.setdefault(job.get_status(refresh=False), []).append(job)
         requeued = self._retry_failed(by_status.get(JobStatus.FAILED, []))

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ute import concat, plan, state, verify
+import redis
+from rq.job import Job
+
+from ute import concat, plan, state, submit, verify
 from ute.jobs import ChunkSpec, FileSpec
 from ute.probe import SourceInfo
+from ute.progress import ChunkProgress, read_progress
 from ute.settings import EncodeSettings
 from ute.verify import Verified
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,23 @@ def chunk_specs(info: SourceInfo, chunks: Sequence[plan.Chunk], file_id: str) ->
         )
         for chunk in chunks
     ]
+
+
+def check_chunks(
+    connection: redis.Redis, prepared: PreparedFile, queue_name: str
+) -> tuple[ChunkProgress, list[Job | None]]:
+    """One look at a file's chunks: put back what Redis lost, and read how far they have got.
+
+    The jobs come back too, for the monitor's sweep, so they are fetched once per look."""
+    # A Redis restart replays only what reached its append-only file.
+    state.save_file_spec(connection, prepared.file_id, prepared.file_spec.to_json(), only_if_missing=True)
+    jobs = state.current_chunk_jobs(connection, prepared.file_id, len(prepared.chunks))
+    progress = read_progress(jobs, prepared.chunks)
+    if progress.missing:
+        log.warning("%s: Redis lost %d chunk jobs; queueing them again", prepared.name, len(progress.missing))
+        submit.submit_chunks(connection, prepared.file_spec, [prepared.specs[i] for i in progress.missing],
+                             queue_name)  # fmt: skip
+    return progress, jobs
 
 
 def finalize(prepared: PreparedFile, output: Path) -> Verified:

@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import redis
 from rq.job import Job, JobStatus
-from rq.serializers import JSONSerializer
 
-from ute import state
 from ute.plan import Chunk
 from ute.submit import retry_delay
 
@@ -31,9 +28,8 @@ class ChunkProgress:
         return self.chunks_done == self.chunks_total
 
 
-def read_progress(connection: redis.Redis, file_id: str, chunks: Sequence[Chunk]) -> ChunkProgress:
-    job_ids = state.current_chunk_job_ids(connection, file_id, len(chunks))
-    jobs = Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer)
+def read_progress(jobs: Sequence[Job | None], chunks: Sequence[Chunk]) -> ChunkProgress:
+    """How far a file's chunks have got, from their jobs (state.current_chunk_jobs)."""
     chunks_done, frames_done, fps, failure = 0, 0, 0.0, None
     missing: list[int] = []
     for job, chunk in zip(jobs, chunks, strict=True):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from rq.job import Job
 
 from ute import chunklogs, config, control, monitor, pipeline, plugins, runner, state, submit
 from ute.errors import UteError
@@ -34,7 +35,6 @@ from ute.inbox import Arrival, InboxLayout, InboxWatcher, Refusal, unused_name
 from ute.localworkers import local_workers
 from ute.pipeline import PreparedFile
 from ute.probe import probe
-from ute.progress import read_progress
 from ute.redis_server import private_redis
 from ute.settings import EncodeSettings
 from ute.verify import Verified
@@ -175,29 +175,22 @@ class Service:
                 raise
         self._retry_cancelled()
         blocked_queues: set[str] = set()  # files are queued in arrival order, per queue
-        paused: set[Path] = set()
+        encoding_jobs: list[Job | None] = []
         for active in list(self.active.values()):
             request = state.file_control(self.connection, active.job_id)
             if request == control.CANCEL and not active.finalizing:
                 self._cancel(active)
             elif request == control.PAUSE and not active.finalizing:
-                paused.add(active.source)  # running chunks finish; queued ones leave the queue
+                # Running chunks finish; queued ones leave the queue; the monitor leaves it alone.
                 if active.prepared:
                     control.take_off_queue(self.connection, active.prepared.file_id,
                                            len(active.prepared.chunks), stop_running=False)  # fmt: skip
             else:
-                self._advance(active, blocked_queues)
+                encoding_jobs += self._advance(active, blocked_queues)
         now = time.monotonic()
         if now - self._last_monitor >= MONITOR_EVERY_SECONDS:
             self._last_monitor = now
-            encoding = [a.prepared for a in self.active.values()
-                        if a.prepared and not a.finalizing and a.source not in paused]  # fmt: skip
-            for prepared in encoding:  # Redis may have lost them in a restart
-                state.save_file_spec(self.connection, prepared.file_id, prepared.file_spec.to_json(),
-                                     only_if_missing=True)  # fmt: skip
-            job_ids = [job_id for prepared in encoding for job_id in state.current_chunk_job_ids(
-                self.connection, prepared.file_id, len(prepared.chunks))]  # fmt: skip
-            self.monitor.sweep(job_ids)
+            self.monitor.sweep(encoding_jobs)
 
     def _take(self, arrival: Arrival) -> None:
         info = arrival.info
@@ -236,25 +229,23 @@ class Service:
             info = probe(arrival.path)  # a pre plugin changed the file
         return pipeline.prepare(info, settings, self.options.work_root), pre
 
-    def _advance(self, active: ActiveFile, blocked_queues: set[str]) -> None:
+    def _advance(self, active: ActiveFile, blocked_queues: set[str]) -> list[Job | None]:
+        """Move the file one step on; return its chunk jobs while it is still encoding."""
         if active.prepared is None:
             if not active.preparing.done() or active.queue in blocked_queues:
                 blocked_queues.add(active.queue)
             else:
                 self._start_encoding(active)
-            return
+            return []
         if active.finalizing is not None:
             if active.finalizing.done():
                 self._finish(active, active.finalizing)
-            return
+            return []
         prepared = active.prepared
-        progress = read_progress(self.connection, prepared.file_id, prepared.chunks)
+        progress, jobs = pipeline.check_chunks(self.connection, prepared, active.queue)
         if progress.missing:
-            log.warning("%s: Redis lost %d chunk jobs; queueing them again", active.source.name,
-                        len(progress.missing))  # fmt: skip
-            submit.submit_chunks(self.connection, prepared.file_spec,
-                                 [prepared.specs[i] for i in progress.missing], active.queue)  # fmt: skip
-        elif progress.failure:
+            return jobs
+        if progress.failure:
             self._fail(active, progress.failure)
         elif progress.complete:
             active.output = unused_name(self.options.outbox / f"{active.source.stem}.mkv")
@@ -262,6 +253,9 @@ class Service:
                      progress.chunks_total)  # fmt: skip
             active.finalizing = self.helpers.submit(self._finalize, active, prepared, active.output)
             state.save_file_record(self.connection, active.job_id, state="muxing")
+        else:
+            return jobs
+        return []
 
     def _start_encoding(self, active: ActiveFile) -> None:
         try:

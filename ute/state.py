@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 from rq import Queue
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 QUEUE_HIGH = "high"
@@ -76,6 +77,12 @@ def chunk_generations(connection: redis.Redis, file_id: str) -> dict[int, int]:
 def current_chunk_job_ids(connection: redis.Redis, file_id: str, chunk_count: int) -> list[str]:
     generations = chunk_generations(connection, file_id)
     return [chunk_job_id(file_id, index, generations.get(index, 0)) for index in range(chunk_count)]
+
+
+def current_chunk_jobs(connection: redis.Redis, file_id: str, chunk_count: int) -> list[Job | None]:
+    """The jobs of a file's chunks (None where Redis has none), in chunk order."""
+    job_ids = current_chunk_job_ids(connection, file_id, chunk_count)
+    return Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer)
 
 
 def next_generation(connection: redis.Redis, file_id: str, chunk_index: int) -> int:

@@ -60,7 +60,8 @@ def _file(connection: redis.Redis, job_id: str, record: dict[str, str]) -> dict[
     if file_state in ("done", "muxing"):
         entry.update(chunks_done=len(chunk_frames), frames_done=frames_total)
     elif record.get("file_id") and chunk_frames:
-        progress = read_progress(connection, record["file_id"], _chunks(chunk_frames))
+        jobs = state.current_chunk_jobs(connection, record["file_id"], len(chunk_frames))
+        progress = read_progress(jobs, _chunks(chunk_frames))
         entry.update(chunks_done=progress.chunks_done, frames_done=progress.frames_done,
                      fps=round(progress.fps, 2))  # fmt: skip
         if file_state == "encoding" and progress.chunks_done == 0 and progress.fps == 0:

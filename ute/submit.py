@@ -8,7 +8,6 @@ from typing import Any
 import redis
 from rq import Queue
 from rq.job import Job, JobStatus
-from rq.serializers import JSONSerializer
 
 from ute import jobs, state
 from ute.jobs import ChunkSpec, FileSpec
@@ -82,8 +81,7 @@ def _job_data(queue: Queue, spec: ChunkSpec, job_id: str) -> Any:
 
 def clear_chunks(connection: redis.Redis, file_id: str, chunk_count: int) -> None:
     """Drop whatever jobs an earlier run left for this file; segments on disk are kept."""
-    job_ids = state.current_chunk_job_ids(connection, file_id, chunk_count)
-    for job in Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer):
+    for job in state.current_chunk_jobs(connection, file_id, chunk_count):
         if job is not None:
             job.delete()
     state.forget_generations(connection, file_id)
