@@ -17,10 +17,6 @@ from ute.errors import UteError
 pytestmark = pytest.mark.slow
 
 
-
-
-
-
 def job_of(redis_url: str, name: str) -> dict | None:
     snap = json.loads(run_ute("status", "--json", "--redis-url", redis_url).stdout)
     return next((job for job in snap["jobs"] if job["name"] == name), None)
@@ -47,7 +43,7 @@ def test_pause_resume_cancel_and_retry(tmp_path: Path, clean_redis: str) -> None
     assert job_of(clean_redis, "first.mkv")["chunks_done"] == paused["chunks_done"]
 
     assert run_ute("resume", job["id"], "--redis-url", clean_redis).returncode == 0
-    wait_for(lambda: (outbox / "first.mkv").exists(), "first.mkv to finish after resume")
+    wait_for(lambda: (inbox / "done" / "first.mkv").exists(), "first.mkv to finish after resume")
 
     second = make_clip(tmp_path / "second.mkv", seconds=12, size="640x360", gop=48)
     second.rename(inbox / "second.mkv")
@@ -61,7 +57,8 @@ def test_pause_resume_cancel_and_retry(tmp_path: Path, clean_redis: str) -> None
     assert not (outbox / "second.mkv").exists()
 
     assert run_ute("retry", job["id"], "--redis-url", clean_redis).returncode == 0
-    wait_for(lambda: (outbox / "second.mkv").exists(), "second.mkv after retry")
+    # The source moves to done/ last, after the output, the post plugins and the history entry.
+    wait_for(lambda: (inbox / "done" / "second.mkv").exists(), "second.mkv after retry")
     history = json.loads(run_ute("history", "--outbox", str(outbox), "--json").stdout)
     assert [e["outcome"] for e in history if e["source"].endswith("second.mkv")] == [
         "cancelled", "retried", "done"]  # fmt: skip

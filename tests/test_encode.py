@@ -20,8 +20,6 @@ pytestmark = pytest.mark.slow
 LOSSLESS = ["--x265-params", "lossless=1", "--preset", "ultrafast"]
 
 
-
-
 def test_lossless_chunked_encode_is_frame_exact_and_keeps_every_stream(
     tmp_path: Path, clean_redis: str
 ) -> None:

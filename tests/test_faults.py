@@ -25,8 +25,6 @@ pytestmark = pytest.mark.slow
 ENCODE = ("--x265-params", "lossless=1", "--preset", "slow", "--chunk-frames", "48")
 
 
-
-
 def busy_worker(connection, names: set[str]) -> tuple[str, str] | None:  # type: ignore[no-untyped-def]
     """(worker name, job id) of one of the named workers that is encoding a chunk."""
     for worker in Worker.all(connection=connection):

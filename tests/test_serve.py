@@ -39,8 +39,6 @@ def start_serve(folder: Path, *extra: str) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
-
-
 @pytest.fixture
 def service_folder(tmp_path: Path) -> Path:
     (tmp_path / "inbox" / "high").mkdir(parents=True)

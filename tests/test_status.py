@@ -25,10 +25,6 @@ from ute.jobs import ChunkSpec, FileSpec
 pytestmark = pytest.mark.slow
 
 
-
-
-
-
 def test_status_json_tui_and_logs_during_a_real_encode(tmp_path: Path, clean_redis: str) -> None:
     inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
     inbox.mkdir()
@@ -72,7 +68,7 @@ def test_status_json_tui_and_logs_during_a_real_encode(tmp_path: Path, clean_red
         finally:
             subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
 
-    wait_for(lambda: (outbox / "status clip.mkv").exists(), "the file to finish")
+    wait_for(lambda: (inbox / "done" / "status clip.mkv").exists(), "the file to finish")
     logs = run_ute("logs", job["id"], "--chunk", "0", "--redis-url", clean_redis, "--outbox", str(outbox))
     assert logs.returncode == 0, logs.stderr
     assert "chunk 0" in logs.stdout and "encoded 96 frames" in logs.stdout
