@@ -15,6 +15,7 @@ from conftest import spawn, start_worker, wait_for
 from media import frame_hashes, make_clip
 from rq import Worker
 from rq.job import Job
+from rq.registry import FinishedJobRegistry
 from rq.serializers import JSONSerializer
 
 from ute import runner, state, tools
@@ -198,3 +199,39 @@ def test_a_stuck_encoder_is_stopped_and_its_chunk_runs_elsewhere(tmp_path: Path,
     assert not encoder.is_running() or encoder.status() == psutil.STATUS_ZOMBIE
     runner.stop([first, second])
     assert frame_hashes(output) == frame_hashes(source)
+
+
+def test_a_chunk_that_failed_on_one_worker_is_retried_on_another(tmp_path: Path, clean_redis: str) -> None:
+    """A machine whose encoder is broken fails each chunk once; the retries go to the good one
+    (with nobody to prefer, the broken worker would fail the same chunk four times)."""
+    broken_ffmpeg = tmp_path / "broken-ffmpeg"
+    broken_ffmpeg.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" -encoders "*) exec "{tools.ffmpeg()}" "$@";; esac\n'
+        'echo "this machine\'s encoder is broken" >&2\nexit 1\n'
+    )  # fmt: skip
+    broken_ffmpeg.chmod(0o755)
+    connection = state.connect(clean_redis)
+    present = lambda *names: set(names) <= {w["name"] for w in state.live_workers(connection)}  # noqa: E731
+    broken = spawn([sys.executable, "-m", "ute.worker", "--redis-url", clean_redis, "--name", "broken"],
+                   tmp_path / "broken.log", env={**os.environ, "UTE_FFMPEG": str(broken_ffmpeg)})  # fmt: skip
+    wait_for(lambda: present("broken"), "the broken worker")
+    start_worker(clean_redis, tmp_path / "good.log", "--name", "good")
+    wait_for(lambda: present("broken", "good"), "the good worker")
+
+    source = make_clip(tmp_path / "movie.mkv", seconds=6, gop=24)
+    output = tmp_path / "out.mkv"
+    coordinator = spawn([sys.executable, "-m", "ute.cli", "encode", str(source), "-o", str(output),
+                         "--workers", "0", "--redis-url", clean_redis, "--chunk-frames", "24",
+                         "--preset", "ultrafast"], log_path=tmp_path / "encode.log",
+                        env={**os.environ, "UTE_RETRY_DELAYS": "0.5,0.5,0.5"})  # fmt: skip
+    assert coordinator.wait(timeout=180) == 0, (tmp_path / "encode.log").read_text()[-3000:]
+    assert broken.poll() is None
+
+    registry = FinishedJobRegistry(state.QUEUE_LOW, connection=connection, serializer=JSONSerializer)
+    finished = Job.fetch_many(registry.get_job_ids(), connection=connection, serializer=JSONSerializer)
+    assert len(finished) == 6 and all(job is not None and job.worker_name == "good" for job in finished)
+    failures = [job.meta.get("failed_on", []) for job in finished if job is not None]
+    assert ["broken"] in failures, "the broken worker took at least one chunk"
+    assert all(failed_on in ([], ["broken"]) for failed_on in failures), failures
+    assert "leaving it to good" in (tmp_path / "broken.log").read_text()

@@ -34,6 +34,24 @@ def queue(name: str, connection: redis.Redis) -> Queue:
     return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
+# Puts a job back just behind the head of its queue; returns 0 if the queue was empty (then it
+# is the head).
+_PASS_ON_SCRIPT = """
+local head = redis.call('LINDEX', KEYS[1], 0)
+if not head then
+    redis.call('LPUSH', KEYS[1], ARGV[1])
+    return 0
+end
+redis.call('LINSERT', KEYS[1], 'AFTER', head, ARGV[1])
+return 1
+"""
+
+
+def pass_on(connection: redis.Redis, queue_name: str, job_id: str) -> bool:
+    """Give a dequeued job back as second in line; False if nothing else was waiting."""
+    return bool(connection.eval(_PASS_ON_SCRIPT, 1, queue(queue_name, connection).key, job_id))
+
+
 def fingerprint(path: str, size: int, mtime_ns: int, settings: str = "") -> str:
     """A file's id: the same while its path, size, modification time and settings are."""
     data = f"{path}\0{size}\0{mtime_ns}\0{settings}".encode("utf-8", "surrogateescape")

@@ -41,6 +41,7 @@ class UteWorker(Worker):
         kwargs.setdefault("serializer", JSONSerializer)
         super().__init__(*args, **kwargs)
         self._presence_stop = threading.Event()
+        self._passing_since: dict[str, float] = {}
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         presence = threading.Thread(target=self._announce, name="ute-presence", daemon=True)
@@ -65,6 +66,32 @@ class UteWorker(Worker):
                     "cpu_percent": round(cpu, 1), "memory_bytes": memory,
                 })  # fmt: skip
             self._presence_stop.wait(PRESENCE_SECONDS)
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        while True:
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            if result is None or not self._passed_on(*result):
+                return result
+
+    def _passed_on(self, job: Job, queue: Queue) -> bool:
+        """A chunk that already failed here is left to another live worker that has not failed it,
+        for up to PASS_ON_SECONDS; after that (or with nobody else) it runs here again."""
+        failed_on = job.meta.get("failed_on", [])
+        if self.name not in failed_on:
+            return False
+        now = time.monotonic()
+        self._passing_since = {k: t for k, t in self._passing_since.items() if now - t < PASS_ON_SECONDS}
+        first_seen = self._passing_since.setdefault(job.id, now)
+        others = [w["name"] for w in state.live_workers(self.connection) if w.get("name") not in failed_on]
+        if not others or now - first_seen >= PASS_ON_SECONDS:
+            return False
+        if first_seen == now:
+            log.info("job %s failed on this worker before; leaving it to %s", job.id, ", ".join(others))
+        if not state.pass_on(self.connection, queue.name, job.id):
+            time.sleep(PASS_ON_WAIT_SECONDS)  # it is the only job waiting: give the others a moment
+        return True
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         try:
@@ -97,6 +124,10 @@ class UteWorker(Worker):
 
 
 PRESENCE_SECONDS = 1.0
+# How long a chunk that failed on a worker is left to the others before it may run there again,
+# and how long the worker waits when that chunk is the only one queued.
+PASS_ON_SECONDS = 60.0
+PASS_ON_WAIT_SECONDS = 2.0
 
 
 def _tree_usage(known: dict[int, psutil.Process]) -> tuple[float, int]:
