@@ -101,9 +101,7 @@ def test_serve_sorts_good_and_bad_files_and_honours_priority(
     assert len(FinishedJobRegistry(queue=high).get_job_ids()) == 1  # urgent.mkv: one chunk
 
     runner.stop([serve])
-    history = subprocess.run([sys.executable, "-m", "ute.cli", "history", "--outbox", str(outbox),
-                              "--json"], capture_output=True, text=True, check=True)  # fmt: skip
-    entries = {Path(e["source"]).name: e for e in json.loads(history.stdout)}
+    entries = {Path(e["source"]).name: e for e in _history(outbox)}
     assert {name: e["outcome"] for name, e in entries.items()} == {
         "slow.mkv": "done", "urgent.mkv": "done", "empty.mkv": "failed",
         "notes.mkv": "failed", "truncated.mkv": "failed"}  # fmt: skip
@@ -115,6 +113,12 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _history(outbox: Path) -> list[dict]:  # type: ignore[type-arg]
+    run = subprocess.run([sys.executable, "-m", "ute.cli", "history", "--outbox", str(outbox), "--json"],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return list(json.loads(run.stdout))
 
 
 def kill_everything(serve: subprocess.Popen[bytes]) -> None:
@@ -150,6 +154,37 @@ def test_sigkill_of_everything_mid_file_then_restart_completes_it(service_folder
     assert frame_hashes(outbox / "movie.mkv") == frame_hashes(source)
     assert [s.kind for s in probe(outbox / "movie.mkv").streams] == ["video", "audio"]
     assert "reusing" in log.read_text() or done_before > 0
+
+
+def test_a_restart_after_the_output_was_verified_only_runs_the_post_plugins(service_folder: Path) -> None:
+    inbox, outbox = service_folder / "inbox", service_folder / "outbox"
+    log, plugin_log = service_folder / "serve.log", service_folder / "plugins.log"
+    post = service_folder / "plugins" / "post" / "01_upload.sh"
+    post.parent.mkdir(parents=True)
+    post.write_text('echo "post $(basename "$UTE_OUTPUT")" >> "$PLUGIN_LOG"\n'
+                    '[ -e "$PLUGIN_LOG.hang" ] || { touch "$PLUGIN_LOG.hang"; sleep 600; }\n')  # fmt: skip
+    source = make_clip(service_folder / "movie.mkv", seconds=2, audio_tracks=1)
+    argv = [sys.executable, "-m", "ute.cli", "serve", "--inbox", str(inbox), "--outbox", str(outbox),
+            "--plugins", str(post.parent.parent), *SERVICE_OPTIONS, "--workers", "1",
+            "--redis-port", str(_free_port())]  # fmt: skip
+    environment = {**os.environ, "PLUGIN_LOG": str(plugin_log)}
+    serve = spawn(argv, log_path=log, env=environment)
+    (inbox / "movie.mkv").write_bytes(source.read_bytes())
+    wait_for(Path(f"{plugin_log}.hang").exists, "the post plugin to hang", log=log, process=serve)
+    kill_everything(serve)  # the output is verified and in place; the post plugin never finished
+    assert [e["outcome"] for e in _history(outbox)] == ["verified"]
+    assert not list((outbox / ".ute-work").glob("*/0*.mkv")), "segments go once the output is verified"
+
+    serve = spawn(argv, log_path=log, env=environment)
+    wait_for((inbox / "done" / "movie.mkv").exists, "the file to finish after the restart", log=log,
+             process=serve)  # fmt: skip
+    runner.stop([serve])
+    assert sorted(p.name for p in outbox.iterdir() if not p.name.startswith(".")) == ["movie.mkv"]
+    assert plugin_log.read_text().splitlines() == ["post movie.mkv", "post movie.mkv"]
+    assert "was verified before UTE stopped" in log.read_text()
+    [entry] = _history(outbox)
+    assert entry["outcome"] == "done" and entry["frames"] == 48
+    assert len(frame_hashes(outbox / "movie.mkv")) == 48
 
 
 def test_a_chunk_that_keeps_failing_fails_its_file_cleanly(service_folder: Path, clean_redis: str) -> None:
@@ -230,9 +265,7 @@ def test_plugins_run_in_order_and_settings_change_the_output(service_folder: Pat
     reason = (inbox / "failed" / "refuse.mkv.error.txt").read_text()
     assert "01_first.sh" in reason and "refused by policy" in reason
 
-    history = subprocess.run([sys.executable, "-m", "ute.cli", "history", "--outbox", str(outbox),
-                              "--json"], capture_output=True, text=True, check=True)  # fmt: skip
-    entries = {Path(e["source"]).name: e for e in json.loads(history.stdout)}
+    entries = {Path(e["source"]).name: e for e in _history(outbox)}
     assert entries["postfail.mkv"]["outcome"] == "done"
     assert entries["postfail.mkv"]["warnings"] == [
         "post plugin 02_fourth.py failed: exit status 1: could not notify"]

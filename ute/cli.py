@@ -82,7 +82,8 @@ def _encode_settings(args: argparse.Namespace) -> EncodeSettings:
 
 def run_serve(args: argparse.Namespace) -> int:
     from ute.coordinator import WORK_DIR_NAME
-    from ute.service import ServeOptions, serve
+    from ute.serve import serve
+    from ute.service import ServeOptions
 
     if args.workers < 0:
         raise UteError("--workers must be 0 or more")

@@ -8,13 +8,8 @@ from pathlib import Path
 
 from ute import __version__, config
 from ute.plugins import DEFAULT_PLUGIN_TIMEOUT_SECONDS
-from ute.service import (
-    DEFAULT_REDIS_PORT,
-    DEFAULT_SETTLE_SECONDS,
-    DEFAULT_STALL_SECONDS,
-    DONE_ACTIONS,
-    SERVE_REDIS_URL,
-)
+from ute.serve import DEFAULT_REDIS_PORT, SERVE_REDIS_URL
+from ute.service import DEFAULT_SETTLE_SECONDS, DEFAULT_STALL_SECONDS, DONE_ACTIONS
 from ute.settings import DEFAULT_CRF, DEFAULT_PRESET, X265_PRESETS, redis_url_from_env
 
 DEFAULT_LOCAL_WORKERS = 2

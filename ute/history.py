@@ -16,6 +16,9 @@ OUTCOME_DONE = "done"
 OUTCOME_FAILED = "failed"
 OUTCOME_CANCELLED = "cancelled"
 OUTCOME_RETRIED = "retried"  # a cancelled file was put back to work
+# The output is verified and in place; post plugins and the source's move are still to come.
+# A restart picks the file up from there; the final outcome replaces this row.
+OUTCOME_VERIFIED = "verified"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -85,12 +88,16 @@ class History:
             yield connection
 
     def add(self, entry: HistoryEntry) -> None:
+        """Record what happened to a file; a final outcome replaces the file's "verified" row."""
         row = asdict(entry)
         row["settings"] = json.dumps(entry.settings, sort_keys=True)
         row["warnings"] = json.dumps(entry.warnings)
         columns = ", ".join(row)
         placeholders = ", ".join(f":{name}" for name in row)
         with self._connect() as connection:
+            if entry.outcome != OUTCOME_VERIFIED:
+                connection.execute("DELETE FROM files WHERE file_id = ? AND outcome = ?",
+                                   (entry.file_id, OUTCOME_VERIFIED))  # fmt: skip
             connection.execute(f"INSERT INTO files ({columns}) VALUES ({placeholders})", row)
 
     def entries(self) -> list[HistoryEntry]:
@@ -98,14 +105,14 @@ class History:
             rows = connection.execute("SELECT * FROM files ORDER BY finished_at, id").fetchall()
         return [_entry(row) for row in rows]
 
-    def latest_outcome(self, file_id: str) -> str | None:
+    def latest(self, file_id: str) -> HistoryEntry | None:
         """The last thing that happened to this file (by its id), if anything."""
         with self._connect() as connection:
             row = connection.execute(
-                "SELECT outcome FROM files WHERE file_id = ? ORDER BY finished_at DESC, id DESC LIMIT 1",
+                "SELECT * FROM files WHERE file_id = ? ORDER BY finished_at DESC, id DESC LIMIT 1",
                 (file_id,),
             ).fetchone()
-        return row["outcome"] if row else None
+        return _entry(row) if row else None
 
 
 def _entry(row: sqlite3.Row) -> HistoryEntry:

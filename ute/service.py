@@ -1,43 +1,41 @@
-"""`ute serve`: takes complete files from the inbox, queues their chunks, finishes them in order.
+"""The loop of `ute serve`: takes complete files from the inbox, queues their chunks, finishes
+them in order.
 
-Everything the service knows can be rebuilt from the disk and Redis: after a crash, the files
-still in the inbox are taken again, their finished chunks (jobs and segments) are kept, and only
-what is missing is queued again.
+Everything the service knows can be rebuilt from the disk, Redis and the history: after a crash,
+the files still in the inbox are taken again, their finished chunks (jobs and segments) are kept,
+and only what is missing is queued again; a file whose output was already verified only runs its
+post plugins.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import redis
 from rq.job import Job
 
-from ute import chunklogs, config, control, monitor, pipeline, plugins, runner, state, submit
+from ute import chunklogs, config, control, monitor, pipeline, plugins, state, submit
 from ute.errors import UteError
 from ute.history import (
-    HISTORY_FILE_NAME,
     OUTCOME_CANCELLED,
     OUTCOME_DONE,
     OUTCOME_FAILED,
     OUTCOME_RETRIED,
+    OUTCOME_VERIFIED,
     History,
     HistoryEntry,
 )
 from ute.inbox import Arrival, InboxLayout, InboxWatcher, Refusal, unused_name
-from ute.localworkers import local_workers
 from ute.pipeline import PreparedFile
 from ute.probe import probe
-from ute.redis_server import private_redis
 from ute.settings import EncodeSettings
-from ute.verify import Verified
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +45,6 @@ DONE_ACTIONS = ("move", "delete", "keep")
 POLL_SECONDS = 0.5
 MONITOR_EVERY_SECONDS = 1.0
 HELPER_THREADS = 4
-# A fixed port, so that remote workers find the private Redis again after a restart.
-DEFAULT_REDIS_PORT = 6479
-SERVE_REDIS_URL = f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0"
 
 
 @dataclass(frozen=True)
@@ -68,64 +63,17 @@ class ServeOptions:
 @dataclass
 class ActiveFile:
     """A file the service has taken: preparing (settings, pre plugins, plan), then encoding,
-    then finalizing (mux, verify, post plugins)."""
+    then finalizing (mux, verify, post plugins: its history entry). A file whose output was
+    verified before a restart goes straight to finalizing."""
 
     source: Path
     queue: str
     job_id: str  # the file's id (path, size, mtime): UTE_JOB_ID for plugins
-    preparing: Future[tuple[PreparedFile, plugins.StageResult]]
+    preparing: Future[tuple[PreparedFile, plugins.StageResult]] | None
     prepared: PreparedFile | None = None
     started_at: float = field(default_factory=time.time)
-    output: Path | None = None
-    finalizing: Future[tuple[Verified, plugins.StageResult]] | None = None
+    finalizing: Future[HistoryEntry] | None = None
     log_lines: list[str] = field(default_factory=list)
-
-
-def serve(
-    options: ServeOptions,
-    *,
-    workers: int,
-    redis_url: str | None,
-    redis_port: int = DEFAULT_REDIS_PORT,
-    redis_bind: str = "127.0.0.1",
-    stop: threading.Event | None = None,
-    abort: threading.Event | None = None,
-) -> None:
-    """Run the service until stop is set, then coast down (finish running chunks) unless abort
-    is set too. The CLI sets stop on the first SIGTERM or Ctrl-C and abort on the second."""
-    stop, abort = stop or threading.Event(), abort or threading.Event()
-    InboxLayout(options.inbox).create()
-    options.outbox.mkdir(parents=True, exist_ok=True)
-    options.work_root.mkdir(parents=True, exist_ok=True)
-    history = History(options.work_root / HISTORY_FILE_NAME)
-    with contextlib.ExitStack() as stack:
-        if not redis_url:
-            redis_url = stack.enter_context(
-                private_redis(options.work_root / "redis", host=redis_bind, port=redis_port)
-            )
-            if redis_bind not in ("127.0.0.1", "localhost", "::1"):
-                log.warning("Redis listens on %s without a password: only do this on a network "
-                            "you trust", redis_bind)  # fmt: skip
-        log.info("Redis: %s  (remote workers: ute-worker --redis-url %s)", redis_url, redis_url)
-        processes = stack.enter_context(local_workers(redis_url, workers, options.work_root / "logs"))
-        service = Service(options, state.connect(redis_url), history)
-        coasting = False
-
-        def coasted_down() -> bool:
-            """After the first stop signal: local workers finish their chunks, then we leave."""
-            nonlocal coasting
-            if abort.is_set():
-                return True
-            if not coasting:
-                coasting = True
-                log.info("coasting down: local workers finish their chunks (stop again to abort)")
-                runner.stop(processes, grace_seconds=0, wait=False)
-            return all(process.poll() is not None for process in processes)
-
-        service.run(stop, until=coasted_down)
-        if abort.is_set():
-            log.info("aborting: running chunks are stopped and go back to their queue")
-            runner.stop(processes, grace_seconds=30, cold=True)
 
 
 class Service:
@@ -195,7 +143,8 @@ class Service:
     def _take(self, arrival: Arrival) -> None:
         info = arrival.info
         job_id = state.fingerprint(info.path, info.size, info.mtime_ns)
-        outcome = self.history.latest_outcome(job_id)
+        latest = self.history.latest(job_id)
+        outcome = latest.outcome if latest else None
         if outcome == OUTCOME_DONE:
             log.info("%s: already encoded (same path, size and time); not encoding it again",
                      arrival.path.name)  # fmt: skip
@@ -205,12 +154,28 @@ class Service:
             self.cancelled[arrival.path] = job_id
             state.finish_file_record(self.connection, job_id, OUTCOME_CANCELLED, source=str(arrival.path))
             return
-        log.info("%s: taken for queue %s (%d frames at %.3f fps)", arrival.path.name, arrival.queue,
-                 info.frame_count, info.fps)  # fmt: skip
         state.save_file_record(self.connection, job_id, source=str(arrival.path), state="queued",
                                queue=arrival.queue, frames_total=info.frame_count)  # fmt: skip
+        if latest and outcome == OUTCOME_VERIFIED:
+            if _output_intact(latest):
+                self._resume_verified(arrival, latest)
+                return
+            log.warning("%s: the output %s of an earlier run is gone or changed; encoding it again",
+                        arrival.path.name, latest.output)  # fmt: skip
+        log.info("%s: taken for queue %s (%d frames at %.3f fps)", arrival.path.name, arrival.queue,
+                 info.frame_count, info.fps)  # fmt: skip
         preparing = self.helpers.submit(self._prepare, arrival, job_id)
         self.active[arrival.path] = ActiveFile(arrival.path, arrival.queue, job_id, preparing)
+
+    def _resume_verified(self, arrival: Arrival, verified: HistoryEntry) -> None:
+        """UTE stopped after the output was verified: only the post plugins are left to run."""
+        log.info("%s: its output %s was verified before UTE stopped; running the post plugins",
+                 arrival.path.name, verified.output)  # fmt: skip
+        active = ActiveFile(arrival.path, arrival.queue, verified.file_id, preparing=None,
+                            started_at=verified.started_at or time.time())  # fmt: skip
+        active.finalizing = self.helpers.submit(self._run_post, active, verified)
+        state.save_file_record(self.connection, active.job_id, state="muxing")
+        self.active[arrival.path] = active
 
     def _prepare(self, arrival: Arrival, job_id: str) -> tuple[PreparedFile, plugins.StageResult]:
         """Settings from the file's TOML files, then the pre plugins and their overrides, then the plan."""
@@ -231,15 +196,16 @@ class Service:
 
     def _advance(self, active: ActiveFile, blocked_queues: set[str]) -> list[Job | None]:
         """Move the file one step on; return its chunk jobs while it is still encoding."""
+        if active.finalizing is not None:
+            if active.finalizing.done():
+                self._finish(active, active.finalizing)
+            return []
         if active.prepared is None:
+            assert active.preparing is not None
             if not active.preparing.done() or active.queue in blocked_queues:
                 blocked_queues.add(active.queue)
             else:
                 self._start_encoding(active)
-            return []
-        if active.finalizing is not None:
-            if active.finalizing.done():
-                self._finish(active, active.finalizing)
             return []
         prepared = active.prepared
         progress, jobs = pipeline.check_chunks(self.connection, prepared, active.queue)
@@ -248,16 +214,17 @@ class Service:
         if progress.failure:
             self._fail(active, progress.failure)
         elif progress.complete:
-            active.output = unused_name(self.options.outbox / f"{active.source.stem}.mkv")
+            output = unused_name(self.options.outbox / f"{active.source.stem}.mkv")
             log.info("%s: all %d chunks encoded; muxing and verifying", active.source.name,
                      progress.chunks_total)  # fmt: skip
-            active.finalizing = self.helpers.submit(self._finalize, active, prepared, active.output)
+            active.finalizing = self.helpers.submit(self._finalize, active, prepared, output)
             state.save_file_record(self.connection, active.job_id, state="muxing")
         else:
             return jobs
         return []
 
     def _start_encoding(self, active: ActiveFile) -> None:
+        assert active.preparing is not None
         try:
             prepared, pre = active.preparing.result()
         except UteError as error:  # bad settings, a refusing pre plugin, a vanished file
@@ -277,39 +244,45 @@ class Service:
                  settings.crf, settings.preset, f", crop {settings.crop}" if settings.crop else "",
                  f", x265 {settings.x265_params}" if settings.x265_params else "")  # fmt: skip
 
-    def _finalize(
-        self, active: ActiveFile, prepared: PreparedFile, output: Path
-    ) -> tuple[Verified, plugins.StageResult]:
+    def _finalize(self, active: ActiveFile, prepared: PreparedFile, output: Path) -> HistoryEntry:
+        """Mux and verify; record that in the history at once (a restart resumes from there), drop
+        the segments, then run the post plugins."""
         verified = pipeline.finalize(prepared, output)
-        post = plugins.StageResult()
+        info = prepared.info
+        seconds = time.time() - active.started_at
+        entry = HistoryEntry(
+            file_id=active.job_id, source=str(active.source), outcome=OUTCOME_VERIFIED,
+            output=str(output), source_bytes=info.size, output_bytes=verified.size,
+            frames=verified.frames, duration_seconds=verified.duration_seconds,
+            encode_seconds=round(seconds, 3), fps=round(verified.frames / seconds, 2) if seconds else None,
+            settings=prepared.settings.to_json(), queue=active.queue, started_at=active.started_at,
+            log="\n".join([*active.log_lines, chunklogs.render_all(
+                chunklogs.collect(self.connection, prepared.file_id, len(prepared.chunks)))]),
+        )  # fmt: skip
+        self.history.add(entry)
+        shutil.rmtree(prepared.work_dir, ignore_errors=True)
+        return self._run_post(active, entry)
+
+    def _run_post(self, active: ActiveFile, verified: HistoryEntry) -> HistoryEntry:
+        post, output = plugins.StageResult(), Path(verified.output or "")
         if self.options.plugins_dir:
             post = plugins.run_post(self.options.plugins_dir, job_id=active.job_id, source=active.source,
                                     output=output, timeout=self.options.plugin_timeout)  # fmt: skip
-        return verified, post
+        log_text = "\n".join([verified.log, *post.log_lines])
+        return replace(verified, outcome=OUTCOME_DONE, finished_at=time.time(),
+                       warnings=post.warnings, log=log_text)  # fmt: skip
 
-    def _finish(self, active: ActiveFile, finalizing: Future[tuple[Verified, plugins.StageResult]]) -> None:
+    def _finish(self, active: ActiveFile, finalizing: Future[HistoryEntry]) -> None:
         try:
-            verified, post = finalizing.result()
+            entry = finalizing.result()
         except Exception as error:  # any failure here fails the file, never the service
             self._fail(active, str(error))
             return
-        assert active.prepared is not None
-        info = active.prepared.info
-        seconds = time.time() - active.started_at
-        entry = HistoryEntry(
-            file_id=active.job_id, source=str(active.source), outcome=OUTCOME_DONE,
-            output=str(active.output), source_bytes=info.size, output_bytes=verified.size,
-            frames=verified.frames, duration_seconds=verified.duration_seconds,
-            encode_seconds=round(seconds, 3), fps=round(verified.frames / seconds, 2) if seconds else None,
-            settings=active.prepared.settings.to_json(), queue=active.queue,
-            started_at=active.started_at, warnings=post.warnings,
-            log="\n".join([*active.log_lines, *post.log_lines, chunklogs.render_all(
-                chunklogs.collect(self.connection, active.prepared.file_id, len(active.prepared.chunks)))]),
-        )  # fmt: skip
         self.history.add(entry)
-        state.finish_file_record(self.connection, active.job_id, "done", output=str(active.output))
-        log.info("%s: done in %.1f s at %.1f fps, size %+.1f%% -> %s", active.source.name, seconds,
-                 entry.fps or 0, entry.size_change_percent or 0, active.output)  # fmt: skip
+        state.finish_file_record(self.connection, active.job_id, "done", output=str(entry.output))
+        log.info("%s: done in %.1f s at %.1f fps, size %+.1f%% -> %s", active.source.name,
+                 entry.encode_seconds or 0, entry.fps or 0, entry.size_change_percent or 0,
+                 entry.output)  # fmt: skip
         self._dispose_source(active.source)
         self._forget(active)
 
@@ -377,3 +350,11 @@ class Service:
         self.active.pop(active.source, None)
         if active.prepared:
             shutil.rmtree(active.prepared.work_dir, ignore_errors=True)
+
+
+def _output_intact(verified: HistoryEntry) -> bool:
+    """The output recorded as verified is still there, with the size it had then."""
+    if not verified.output:
+        return False
+    output = Path(verified.output)
+    return output.is_file() and output.stat().st_size == verified.output_bytes

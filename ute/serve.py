@@ -1,0 +1,67 @@
+"""`ute serve` as a process: the private Redis, the local workers, the service loop, coasting down."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+
+from ute import runner, state
+from ute.history import HISTORY_FILE_NAME, History
+from ute.inbox import InboxLayout
+from ute.localworkers import local_workers
+from ute.redis_server import private_redis
+from ute.service import ServeOptions, Service
+
+log = logging.getLogger(__name__)
+
+# A fixed port, so that remote workers find the private Redis again after a restart.
+DEFAULT_REDIS_PORT = 6479
+SERVE_REDIS_URL = f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0"
+
+
+def serve(
+    options: ServeOptions,
+    *,
+    workers: int,
+    redis_url: str | None,
+    redis_port: int = DEFAULT_REDIS_PORT,
+    redis_bind: str = "127.0.0.1",
+    stop: threading.Event | None = None,
+    abort: threading.Event | None = None,
+) -> None:
+    """Run the service until stop is set, then coast down (finish running chunks) unless abort
+    is set too. The CLI sets stop on the first SIGTERM or Ctrl-C and abort on the second."""
+    stop, abort = stop or threading.Event(), abort or threading.Event()
+    InboxLayout(options.inbox).create()
+    options.outbox.mkdir(parents=True, exist_ok=True)
+    options.work_root.mkdir(parents=True, exist_ok=True)
+    history = History(options.work_root / HISTORY_FILE_NAME)
+    with contextlib.ExitStack() as stack:
+        if not redis_url:
+            redis_url = stack.enter_context(
+                private_redis(options.work_root / "redis", host=redis_bind, port=redis_port)
+            )
+            if redis_bind not in ("127.0.0.1", "localhost", "::1"):
+                log.warning("Redis listens on %s without a password: only do this on a network "
+                            "you trust", redis_bind)  # fmt: skip
+        log.info("Redis: %s  (remote workers: ute-worker --redis-url %s)", redis_url, redis_url)
+        processes = stack.enter_context(local_workers(redis_url, workers, options.work_root / "logs"))
+        service = Service(options, state.connect(redis_url), history)
+        coasting = False
+
+        def coasted_down() -> bool:
+            """After the first stop signal: local workers finish their chunks, then we leave."""
+            nonlocal coasting
+            if abort.is_set():
+                return True
+            if not coasting:
+                coasting = True
+                log.info("coasting down: local workers finish their chunks (stop again to abort)")
+                runner.stop(processes, grace_seconds=0, wait=False)
+            return all(process.poll() is not None for process in processes)
+
+        service.run(stop, until=coasted_down)
+        if abort.is_set():
+            log.info("aborting: running chunks are stopped and go back to their queue")
+            runner.stop(processes, grace_seconds=30, cold=True)
