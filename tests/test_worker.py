@@ -6,11 +6,15 @@ import os
 from pathlib import Path
 
 from conftest import start_worker
+from media import make_clip
 from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from ute import state
+from ute import state, submit
+from ute.jobs import ChunkSpec, FileSpec, segment_name
+from ute.probe import count_frames, probe
+from ute.settings import EncodeSettings
 
 
 def test_foreign_functions_never_run_json_or_pickled(clean_redis: str, tmp_path: Path) -> None:
@@ -33,3 +37,19 @@ def test_foreign_functions_never_run_json_or_pickled(clean_redis: str, tmp_path:
         job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
         assert job.get_status() == "failed"
     assert json_high.count == json_low.count == 0
+
+
+def test_a_worker_finds_the_files_under_its_own_mount_point(clean_redis: str, tmp_path: Path) -> None:
+    """The coordinator's paths do not exist on this 'machine'; --path-map says where they are."""
+    (tmp_path / "media" / "work").mkdir(parents=True)
+    source = make_clip(tmp_path / "media" / "a clip.mkv", seconds=2, gop=24)
+    info = probe(source)
+    coordinator_root = "/coordinator-only/media"
+    file = FileSpec(f"{coordinator_root}/a clip.mkv", info.video_index, f"{coordinator_root}/work",
+                    EncodeSettings(preset="ultrafast").to_json())  # fmt: skip
+    connection = state.connect(clean_redis)
+    submit.submit_chunks(connection, file, [ChunkSpec("mapped", 0, 0, 24, 0)], state.QUEUE_LOW)
+    worker = start_worker(clean_redis, tmp_path / "worker.log", "--burst",
+                          "--path-map", f"{coordinator_root}={tmp_path / 'media'}")  # fmt: skip
+    assert worker.wait(timeout=120) == 0, (tmp_path / "worker.log").read_text()
+    assert count_frames(tmp_path / "media" / "work" / segment_name(0)) == 24

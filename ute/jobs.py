@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import redis
 from rq import get_current_job
 from rq.job import Job
 
-from ute import commands, probe, runner, state, tools
+from ute import commands, pathmap, probe, runner, state, tools
 from ute.errors import EncodeError
 from ute.settings import EncodeSettings
 
@@ -39,6 +39,11 @@ class FileSpec:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def on_worker(self, mappings: list[pathmap.PathMapping]) -> FileSpec:
+        """The same file, with its paths as this worker machine sees them."""
+        return replace(self, source=pathmap.on_worker(self.source, mappings),
+                       work_dir=pathmap.on_worker(self.work_dir, mappings))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ def encode_chunk(chunk_json: dict[str, Any]) -> dict[str, Any]:
     if file_json is None:
         raise EncodeError(f"chunk {chunk.index} of file {chunk.file_id}: the file's description is "
                           "gone from Redis (the coordinator puts it back within seconds)")  # fmt: skip
-    return encode(FileSpec(**file_json), chunk, job)
+    return encode(FileSpec(**file_json).on_worker(pathmap.from_env()), chunk, job)
 
 
 def encode(file: FileSpec, chunk: ChunkSpec, job: Job | None = None) -> dict[str, Any]:

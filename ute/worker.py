@@ -21,7 +21,7 @@ from rq.executions import Execution
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from ute import jobs, state, submit, tools
+from ute import jobs, pathmap, state, submit, tools
 from ute.errors import UteError
 from ute.logs import setup_logging
 from ute.settings import redis_url_from_env
@@ -165,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--burst", action="store_true", help="exit once the queues are empty"
     )
+    parser.add_argument(
+        "--path-map", action="append", default=[], metavar="COORDINATOR=WORKER",
+        help="where this machine sees a folder of the coordinator's, e.g. /srv/media=/mnt/media "
+             "(repeat for several; default: $UTE_PATH_MAP, entries joined with ';')",
+    )  # fmt: skip
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default: INFO)")
     return parser
 
@@ -172,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    try:
+        _set_up_path_map(args.path_map)
+    except UteError as error:
+        print(f"ute-worker: error: {error}", file=sys.stderr)
+        return 2
     connection = state.connect(args.redis_url)
     name = args.name or f"{socket.gethostname()}.{os.getpid()}"
     try:
@@ -198,6 +208,16 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as error:  # one line for the user, not a traceback
             print(f"ute-worker: error: {error}", file=sys.stderr)
             return 1
+
+
+def _set_up_path_map(entries: list[str]) -> None:
+    """Command-line mappings replace $UTE_PATH_MAP; the work horses read it from there."""
+    mappings = pathmap.parse(entries) if entries else pathmap.from_env()
+    os.environ[pathmap.ENV_PATH_MAP] = pathmap.to_env(mappings)
+    for mapping in mappings:
+        log.info("paths: the coordinator's %s is %s here", mapping.coordinator, mapping.worker)
+        if not os.path.isdir(mapping.worker):
+            log.warning("%s is not a folder on this machine (not mounted yet?)", mapping.worker)
 
 
 def _wait_for_redis(connection: redis.Redis) -> None:
