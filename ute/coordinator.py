@@ -130,23 +130,22 @@ def _wait_for_chunks(
     ) as bar:
         watchdog = monitor.ChunkMonitor(connection)
         task = bar.add_task(prepared.name, total=prepared.info.frame_count, chunks="", fps="")
-        pause = POLL_SECONDS
+        backoff = state.RedisBackoff(POLL_SECONDS)
         while True:
             if local_workers and all(p.poll() is not None for p in local_workers):
                 raise EncodeError(f"every local worker has exited; see their logs in {prepared.work_dir}")
             try:
                 progress = _check_chunks(connection, prepared, watchdog)
-                pause = POLL_SECONDS
+                backoff.answered()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
-                log.warning("Redis is unreachable (%s); trying again in %.0f s", error, pause)
-                pause = min(pause * 2, state.REDIS_RETRY_MAX_SECONDS)
-                time.sleep(pause)
+                backoff.unreachable(error)
+                time.sleep(backoff.pause)
                 continue
             bar.update(task, completed=progress.frames_done, fps=f"{progress.fps:.1f} fps",
                        chunks=f"{progress.chunks_done}/{progress.chunks_total} chunks")  # fmt: skip
             if progress.complete:
                 return
-            time.sleep(pause)
+            time.sleep(backoff.pause)
 
 
 def _check_chunks(

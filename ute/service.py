@@ -97,16 +97,15 @@ class Service:
         """
         self.watcher.start()
         log.info("watching %s (high priority: %s)", self.layout.root, self.layout.high)
-        pause = POLL_SECONDS
+        backoff = state.RedisBackoff(POLL_SECONDS)
         try:
             while not (until() if stop.is_set() and until else stop.is_set()):
                 try:
                     self.step(take_new_files=not stop.is_set())
-                    pause = POLL_SECONDS
+                    backoff.answered()
                 except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
-                    log.warning("Redis is unreachable (%s); trying again in %.0f s", error, pause)
-                    pause = min(pause * 2, state.REDIS_RETRY_MAX_SECONDS)
-                time.sleep(pause)
+                    backoff.unreachable(error)
+                time.sleep(backoff.pause)
         finally:
             self.watcher.stop()
             self.helpers.shutdown(wait=False, cancel_futures=True)

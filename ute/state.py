@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +15,8 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+log = logging.getLogger(__name__)
+
 QUEUE_HIGH = "high"
 QUEUE_LOW = "low"
 QUEUES = (QUEUE_HIGH, QUEUE_LOW)  # workers listen in this order
@@ -21,6 +24,20 @@ KEY_PREFIX = "ute:"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # While Redis is away, clients wait ever longer between tries, up to this.
 REDIS_RETRY_MAX_SECONDS = 30.0
+
+
+class RedisBackoff:
+    """Pauses between polls that grow while Redis is unreachable and shrink back once it answers."""
+
+    def __init__(self, pause: float) -> None:
+        self.normal = self.pause = pause
+
+    def answered(self) -> None:
+        self.pause = self.normal
+
+    def unreachable(self, error: Exception) -> None:
+        self.pause = min(self.pause * 2, REDIS_RETRY_MAX_SECONDS)
+        log.warning("Redis is unreachable (%s); trying again in %.0f s", error, self.pause)
 
 
 def connect(url: str) -> redis.Redis:

@@ -224,14 +224,14 @@ def _wait_for_redis(connection: redis.Redis) -> None:
     """Back off until Redis answers; a stop signal meanwhile ends the worker as usual."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    pause = 0.5
+    backoff = state.RedisBackoff(0.5)
     while True:
-        time.sleep(pause)
+        time.sleep(backoff.pause)
         try:
             connection.ping()
             return
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            pause = min(pause * 2, state.REDIS_RETRY_MAX_SECONDS)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            backoff.unreachable(error)
 
 
 if __name__ == "__main__":
