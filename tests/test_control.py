@@ -13,6 +13,8 @@ from media import make_clip
 
 from ute import control, state
 from ute.errors import UteError
+from ute.history import History, HistoryEntry
+from ute.inbox import InboxLayout
 
 pytestmark = pytest.mark.slow
 
@@ -80,3 +82,24 @@ def test_retry_puts_a_failed_file_back_where_it_came_from(tmp_path: Path, clean_
         control.retry(connection, "job2", inbox)
     with pytest.raises(UteError, match="no file nope"):
         control.pause(connection, "nope")
+
+
+def test_retry_finds_a_failed_file_in_the_history_once_redis_forgot(tmp_path: Path, clean_redis: str) -> None:
+    connection = state.connect(clean_redis)
+    inbox = tmp_path / "inbox"
+    layout = InboxLayout(inbox)
+    layout.create()
+    for content, job_id in ((b"older", "job0"), (b"video", "job3")):  # the second lands as movie (2).mkv
+        (inbox / "movie.mkv").write_bytes(content)
+        layout.move_to_failed(inbox / "movie.mkv", "x265 said no", job_id)
+    assert "`ute retry job3`" in (inbox / "failed" / "movie (2).mkv.error.txt").read_text()
+    history = History(tmp_path / "history.sqlite")
+    history.add(HistoryEntry(file_id="job3", source=str(inbox / "movie.mkv"), outcome="failed", queue="low"))
+    assert state.file_record(connection, "job3") is None
+    message = control.retry(connection, "job3", inbox, history)
+    assert "is back in" in message
+    assert (inbox / "movie.mkv").read_bytes() == b"video"
+    assert (inbox / "failed" / "movie.mkv").read_bytes() == b"older"
+    assert not (inbox / "failed" / "movie (2).mkv.error.txt").exists()
+    with pytest.raises(UteError, match="no file job9 in Redis or in the history"):
+        control.retry(connection, "job9", inbox, history)

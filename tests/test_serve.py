@@ -203,6 +203,7 @@ def test_a_chunk_that_keeps_failing_fails_its_file_cleanly(service_folder: Path,
     assert serve.poll() is None
     reason = reason_file.read_text()
     assert "max cu size must be 16, 32, or 64" in reason and "failed 4 times" in reason
+    assert "encodes it again" in reason and "`ute retry " in reason
     assert (inbox / "failed" / "movie.mkv").read_bytes() == source.read_bytes()
     assert [p.name for p in outbox.iterdir() if not p.name.startswith(".")] == []
     runner.stop([serve])

@@ -11,12 +11,16 @@ import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ute import config
 from ute.cli_parser import build_parser
 from ute.errors import UteError
 from ute.logs import setup_logging
 from ute.settings import EncodeSettings
+
+if TYPE_CHECKING:
+    from ute.history import History
 
 log = logging.getLogger("ute")
 
@@ -113,18 +117,24 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_history(args: argparse.Namespace) -> int:
+def _history_in(outbox: Path) -> History | None:
+    """The service's history under OUTBOX, if there is one (never creates it)."""
     from ute.coordinator import WORK_DIR_NAME
     from ute.history import HISTORY_FILE_NAME, History
 
-    path = args.outbox / WORK_DIR_NAME / HISTORY_FILE_NAME
-    entries = History(path).entries() if path.exists() else []
+    path = outbox / WORK_DIR_NAME / HISTORY_FILE_NAME
+    return History(path) if path.exists() else None
+
+
+def run_history(args: argparse.Namespace) -> int:
+    history = _history_in(args.outbox)
+    entries = history.entries() if history else []
     if args.json:
         print(json.dumps([asdict(entry) for entry in entries], indent=2))
         return 0
     from rich.table import Table
 
-    table = Table(title=f"UTE history ({path})")
+    table = Table(title=f"UTE history ({history.path if history else args.outbox})")
     for column in ("finished", "source", "outcome", "frames", "fps", "time", "size", "output / error"):
         table.add_column(column)
     for entry in entries:
@@ -155,8 +165,6 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_logs(args: argparse.Namespace) -> int:
     from ute import chunklogs, state
-    from ute.coordinator import WORK_DIR_NAME
-    from ute.history import HISTORY_FILE_NAME, History
 
     connection = state.connect(args.redis_url)
     record = state.file_record(connection, args.job_id) if _redis_answers(connection) else None
@@ -169,11 +177,11 @@ def run_logs(args: argparse.Namespace) -> int:
                 raise UteError(f"{args.job_id} has no chunk {args.chunk} (it has {chunk_count})")
         print(chunklogs.render_all(logs))
         return 0
-    history_path = args.outbox / WORK_DIR_NAME / HISTORY_FILE_NAME
-    entries = [e for e in History(history_path).entries() if e.file_id == args.job_id] \
-        if history_path.exists() else []  # fmt: skip
+    history = _history_in(args.outbox)
+    entries = [e for e in history.entries() if e.file_id == args.job_id] if history else []
     if not entries:
-        raise UteError(f"no file {args.job_id} in Redis ({args.redis_url}) or in {history_path}")
+        raise UteError(f"no file {args.job_id} in Redis ({args.redis_url}) or in the history under "
+                       f"{args.outbox}")  # fmt: skip
     text = entries[-1].log
     if args.chunk is not None:
         blocks = text.split("\n== chunk ")
@@ -189,7 +197,7 @@ def run_control(args: argparse.Namespace) -> int:
     connection = state.connect(args.redis_url)
     _check_redis(connection, args.redis_url)
     if args.command == "retry":
-        print(control.retry(connection, args.job_id, args.inbox))
+        print(control.retry(connection, args.job_id, args.inbox, _history_in(args.outbox)))
     else:
         print(getattr(control, args.command)(connection, args.job_id))
     return 0

@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "retry":
             control_parser.add_argument("--inbox", type=Path, default=Path("inbox"), metavar="DIR",
                                         help="the service's inbox (default: ./inbox)")  # fmt: skip
+            control_parser.add_argument("--outbox", type=Path, default=Path("outbox"), metavar="DIR",
+                                        help="the service's outbox, for its history once Redis has "
+                                             "forgotten the file (default: ./outbox)")  # fmt: skip
         _add_redis_url(control_parser)
 
     dashboard_parser = commands.add_parser(

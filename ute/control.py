@@ -12,7 +12,8 @@ from rq.job import JobStatus
 
 from ute import state
 from ute.errors import UteError
-from ute.inbox import InboxLayout, unused_name
+from ute.history import History
+from ute.inbox import ERROR_SUFFIX, InboxLayout, unused_name
 
 PAUSE, CANCEL, RETRY = "pause", "cancel", "retry"
 RUNNING_STATES = ("queued", "encoding", "paused")
@@ -62,22 +63,30 @@ def take_off_queue(connection: redis.Redis, file_id: str, chunk_count: int, *, s
             send_stop_job_command(connection, job.id)
 
 
-def retry(connection: redis.Redis, job_id: str, inbox: Path) -> str:
-    """A failed file goes back from inbox/failed/ to where it came from; a cancelled one is taken again."""
-    record = _record(connection, job_id)
+def retry(connection: redis.Redis, job_id: str, inbox: Path, history: History | None = None) -> str:
+    """A failed file goes back from inbox/failed/ to where it came from; a cancelled one is taken
+    again. Redis forgets finished files after an hour; the history remembers them."""
+    record = state.file_record(connection, job_id) or _record_in_history(history, job_id)
     source = Path(record["source"])
     if record.get("state") == "cancelled":
-        state.save_file_record(connection, job_id, control=RETRY)
+        state.save_file_record(connection, job_id, source=str(source), state="cancelled", control=RETRY)
         return f"{source.name} will be encoded again"
     if record.get("state") != "failed":
         raise UteError(f"{job_id} is {record.get('state')}: only failed or cancelled files can be retried")
     layout = InboxLayout(inbox)
-    failed_copy = layout.failed / source.name
+    failed_copy = layout.failed_copy(source.name, job_id)
     if not failed_copy.exists():
         raise UteError(f"{failed_copy} is not there any more; put the file back into the inbox by hand")
     target = unused_name(layout.high / source.name if record.get("queue") == state.QUEUE_HIGH
                          else layout.root / source.name)  # fmt: skip
     target.parent.mkdir(parents=True, exist_ok=True)
-    failed_copy.with_name(failed_copy.name + ".error.txt").unlink(missing_ok=True)
+    failed_copy.with_name(failed_copy.name + ERROR_SUFFIX).unlink(missing_ok=True)
     shutil.move(failed_copy, target)
     return f"{source.name} is back in {target.parent}; the service takes it again"
+
+
+def _record_in_history(history: History | None, job_id: str) -> dict[str, str]:
+    entry = history.latest(job_id) if history else None
+    if entry is None:
+        raise UteError(f"no file {job_id} in Redis or in the history: `ute history` lists the ids")
+    return {"source": entry.source, "state": entry.outcome, "queue": entry.queue or ""}

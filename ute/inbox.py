@@ -76,12 +76,28 @@ class InboxLayout:
         """The source (and its `<name>.ute.toml`, if any) goes to done/."""
         return _move_with_sidecar(source, self.done)
 
-    def move_to_failed(self, source: Path, reason: str) -> Path:
-        """The source goes to failed/ with `<name>.error.txt` beside it saying why."""
+    def move_to_failed(self, source: Path, reason: str, job_id: str = "") -> Path:
+        """The source goes to failed/ with `<name>.error.txt` beside it saying why (and, for a file
+        that was taken, how to retry it: `ute retry` finds the file by that line)."""
         moved = _move_with_sidecar(source, self.failed) if source.exists() else self.failed / source.name
-        reason_file = moved.with_name(moved.name + ".error.txt")
-        reason_file.write_text(reason.rstrip() + "\n", encoding="utf-8")
+        hint = f"\nOnce the cause is fixed, {retry_command(job_id)} encodes it again.\n" if job_id else ""
+        reason_file = moved.with_name(moved.name + ERROR_SUFFIX)
+        reason_file.write_text(reason.rstrip() + "\n" + hint, encoding="utf-8")
         return moved
+
+    def failed_copy(self, name: str, job_id: str) -> Path:
+        """Where move_to_failed put the file with this job id (`name (2).mkv` after a clash)."""
+        for reason_file in sorted(self.failed.glob(f"*{ERROR_SUFFIX}")):
+            if retry_command(job_id) in reason_file.read_text(encoding="utf-8", errors="replace"):
+                return reason_file.with_name(reason_file.name.removesuffix(ERROR_SUFFIX))
+        return self.failed / name
+
+
+def retry_command(job_id: str) -> str:
+    return f"`ute retry {job_id}`"
+
+
+ERROR_SUFFIX = ".error.txt"
 
 
 def _move_with_sidecar(source: Path, folder: Path) -> Path:

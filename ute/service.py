@@ -309,7 +309,7 @@ class Service:
             submit.clear_chunks(self.connection, prepared.file_id, len(prepared.chunks))
         log.error("%s: failed: %s", active.source.name, reason)
         state.finish_file_record(self.connection, active.job_id, "failed", error=reason)
-        self.layout.move_to_failed(active.source, reason)
+        self.layout.move_to_failed(active.source, reason, active.job_id)
         self.history.add(HistoryEntry(
             file_id=active.job_id, source=str(active.source), outcome=OUTCOME_FAILED, error=reason,
             source_bytes=prepared.info.size if prepared else None,
