@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,12 +12,13 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import spawn, start_worker, wait_for
+from conftest import run_ute, spawn, start_worker, wait_for
 from media import frame_hashes, make_clip
 from rq import Worker
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
 from rq.serializers import JSONSerializer
+from tls_proxy import tls_front
 
 from ute import runner, state, tools
 
@@ -157,7 +159,7 @@ def test_sigkill_of_a_workers_main_process_alone_commits_its_chunk_once(
     assert state.commit_count(connection, state.chunk_key(file_id, index)) == 1
 
 
-def test_a_redis_with_a_password_works_end_to_end(tmp_path: Path) -> None:
+def test_a_redis_with_a_password_and_tls_works_end_to_end(tmp_path: Path) -> None:
     import socket
 
     with socket.socket() as sock:
@@ -166,14 +168,26 @@ def test_a_redis_with_a_password_works_end_to_end(tmp_path: Path) -> None:
     redis_process = spawn([tools.redis_server(), "--port", str(port), "--bind", "127.0.0.1",
                                   "--requirepass", "s3cret", "--save", ""])  # fmt: skip
     url = f"redis://:s3cret@127.0.0.1:{port}/0"
+    source = make_clip(tmp_path / "movie.mkv", seconds=2)
+
+    def encode_through(redis_url: str, output: Path) -> None:
+        argv = [sys.executable, "-m", "ute.cli", "encode", str(source), "-o", str(output),
+                "--workers", "1", "--redis-url", redis_url, "--preset", "ultrafast"]  # fmt: skip
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        assert len(frame_hashes(output)) == 48
+
     try:
         wait_for(lambda: _pings(url), "Redis")
         assert not _pings(f"redis://127.0.0.1:{port}/0"), "the password must be required"
-        source = make_clip(tmp_path / "movie.mkv", seconds=2)
-        argv = [sys.executable, "-m", "ute.cli", "encode", str(source), "-o", str(tmp_path / "out.mkv"),
-                "--workers", "1", "--redis-url", url, "--preset", "ultrafast"]  # fmt: skip
-        run = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-        assert run.returncode == 0, run.stderr
+        encode_through(url, tmp_path / "plain.mkv")
+        with tls_front(port, tmp_path) as (tls_port, ca_file):
+            tls_url = f"rediss://:s3cret@127.0.0.1:{tls_port}/0?ssl_ca_certs={ca_file}"
+            assert _pings(tls_url)
+            assert not _pings(f"rediss://:s3cret@127.0.0.1:{tls_port}/0"), "an unknown CA is refused"
+            encode_through(tls_url, tmp_path / "tls.mkv")
+            status = run_ute("status", "--json", "--redis-url", tls_url)
+            assert status.returncode == 0 and "workers" in json.loads(status.stdout), status.stderr
     finally:
         runner.stop([redis_process])
 
