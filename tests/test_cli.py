@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from media import make_clip
 
+from ute import state
+
 
 def run(*argv: str | Path) -> subprocess.CompletedProcess[str]:
     executable = shutil.which(str(argv[0]))
@@ -57,3 +59,14 @@ def test_plan_of_a_missing_file_is_one_line(tmp_path: Path) -> None:
     result = run("ute", "plan", tmp_path / "missing.mkv")
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "missing.mkv" in result.stderr
+
+
+def test_a_redis_password_never_shows_in_messages() -> None:
+    assert state.redacted("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
+    assert state.redacted("rediss://ute:s3cret@host:6380/0?ssl_ca_certs=/ca.pem") == (
+        "rediss://ute:***@host:6380/0?ssl_ca_certs=/ca.pem")  # fmt: skip
+    assert state.redacted("redis://host:6379/0") == "redis://host:6379/0"
+    for argv in (["ute", "status", "--once"], ["ute-worker"]):
+        result = run(*argv, "--redis-url", "redis://:s3cret@127.0.0.1:9/0")
+        assert result.returncode != 0 and "redis://:***@127.0.0.1:9/0" in result.stderr
+        assert "s3cret" not in result.stdout + result.stderr

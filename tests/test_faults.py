@@ -176,6 +176,7 @@ def test_a_redis_with_a_password_and_tls_works_end_to_end(tmp_path: Path) -> Non
         run = subprocess.run(argv, capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr
         assert len(frame_hashes(output)) == 48
+        assert "s3cret" not in run.stderr
 
     try:
         wait_for(lambda: _pings(url), "Redis")

@@ -180,8 +180,8 @@ def run_logs(args: argparse.Namespace) -> int:
     history = _history_in(args.outbox)
     entries = [e for e in history.entries() if e.file_id == args.job_id] if history else []
     if not entries:
-        raise UteError(f"no file {args.job_id} in Redis ({args.redis_url}) or in the history under "
-                       f"{args.outbox}")  # fmt: skip
+        raise UteError(f"no file {args.job_id} in Redis ({state.redacted(args.redis_url)}) or in the "
+                       f"history under {args.outbox}")  # fmt: skip
     text = entries[-1].log
     if args.chunk is not None:
         blocks = text.split("\n== chunk ")
@@ -218,8 +218,11 @@ def _redis_answers(connection: object) -> bool:
 
 
 def _check_redis(connection: object, url: str) -> None:
+    from ute.state import redacted
+
     if not _redis_answers(connection):
-        raise UteError(f"cannot reach Redis at {url}: is `ute serve` running? (or pass --redis-url)")
+        raise UteError(f"cannot reach Redis at {redacted(url)}: is `ute serve` running? (or pass "
+                       "--redis-url)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,7 +85,8 @@ def encode_file(
                                frames_total=info.frame_count, file_id=prepared.file_id,
                                chunk_frames=[c.frames for c in prepared.chunks])  # fmt: skip
         if workers == 0:
-            log.info("waiting for workers: start `ute-worker --redis-url %s` on any machine", url)
+            log.info("waiting for workers: start `ute-worker --redis-url %s` on any machine",
+                     state.redacted(url))  # fmt: skip
         try:
             _wait_for_chunks(connection, prepared, local)
             state.save_file_record(connection, job_id, state="muxing")

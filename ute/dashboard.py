@@ -13,6 +13,8 @@ from typing import Any
 
 from rq.serializers import JSONSerializer
 
+from ute.state import redacted
+
 log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -43,6 +45,6 @@ def serve(redis_url: str, host: str, port: int, username: str | None, password: 
                     "requeue and delete jobs; pass --username and --password", host)  # fmt: skip
     from werkzeug.serving import run_simple
 
-    log.info("rq-dashboard for %s at http://%s:%d/%s", redis_url, host, port,
+    log.info("rq-dashboard for %s at http://%s:%d/%s", redacted(redis_url), host, port,
              " (basic auth)" if username else "")  # fmt: skip
     run_simple(host, port, build_app(redis_url, username, password), threaded=True)

@@ -16,6 +16,7 @@ from rq import Worker
 
 from ute import runner, state
 from ute.errors import UteError
+from ute.settings import ENV_REDIS_URL
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,9 @@ def local_workers(url: str, count: int, log_dir: Path) -> Iterator[list[subproce
     log_dir.mkdir(parents=True, exist_ok=True)
     processes = [
         runner.spawn(
-            [sys.executable, "-m", "ute.worker", "--redis-url", url, "--name", name],
+            [sys.executable, "-m", "ute.worker", "--name", name],
             log_path=log_dir / f"{name}.log",
+            env={**os.environ, ENV_REDIS_URL: url},  # not in argv, where `ps` shows a password
         )
         for name in names
     ]

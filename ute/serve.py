@@ -45,7 +45,8 @@ def serve(
             if redis_bind not in ("127.0.0.1", "localhost", "::1"):
                 log.warning("Redis listens on %s without a password: only do this on a network "
                             "you trust", redis_bind)  # fmt: skip
-        log.info("Redis: %s  (remote workers: ute-worker --redis-url %s)", redis_url, redis_url)
+        shown = state.redacted(redis_url)
+        log.info("Redis: %s  (remote workers: ute-worker --redis-url %s)", shown, shown)
         processes = stack.enter_context(local_workers(redis_url, workers, options.work_root / "logs"))
         service = Service(options, state.connect(redis_url), history)
         coasting = False

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from rq import Queue
@@ -38,6 +39,16 @@ class RedisBackoff:
     def unreachable(self, error: Exception) -> None:
         self.pause = min(self.pause * 2, REDIS_RETRY_MAX_SECONDS)
         log.warning("Redis is unreachable (%s); trying again in %.0f s", error, self.pause)
+
+
+def redacted(url: str) -> str:
+    """The URL with its password replaced, for logs and messages."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def connect(url: str) -> redis.Redis:

@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         connection.ping()
     except redis.exceptions.RedisError as error:
-        print(f"ute-worker: error: cannot reach Redis at {args.redis_url}: {error}", file=sys.stderr)
+        print(f"ute-worker: error: cannot reach Redis at {state.redacted(args.redis_url)}: {error}",
+              file=sys.stderr)  # fmt: skip
         return 1
     try:
         log.info("encoder: %s", tools.ffmpeg())  # found once here, not again in every work horse
