@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,12 +86,18 @@ def check_chunks(
     return progress, jobs
 
 
-def finalize(prepared: PreparedFile, output: Path) -> Verified:
-    """Mux under a hidden name, verify, and only then rename into place; never a bad output."""
+def finalize(
+    prepared: PreparedFile, output: Path, before_rename: Callable[[Verified], None] | None = None
+) -> Verified:
+    """Mux under a hidden name, verify, and only then rename into place; never a bad output.
+    before_rename may record the verified output first, so that a crash right after the rename
+    cannot go unnoticed."""
     partial = output.with_name(f".{output.name}.{prepared.file_id}.part")
     try:
         concat.mux(prepared.info, prepared.chunks, prepared.work_dir, partial)
         verified = verify.verify_output(prepared.info, partial)
+        if before_rename:
+            before_rename(verified)
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)

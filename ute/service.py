@@ -36,6 +36,7 @@ from ute.inbox import Arrival, InboxLayout, InboxWatcher, Refusal, unused_name
 from ute.pipeline import PreparedFile
 from ute.probe import probe
 from ute.settings import EncodeSettings
+from ute.verify import Verified
 
 log = logging.getLogger(__name__)
 
@@ -244,23 +245,27 @@ class Service:
                  f", x265 {settings.x265_params}" if settings.x265_params else "")  # fmt: skip
 
     def _finalize(self, active: ActiveFile, prepared: PreparedFile, output: Path) -> HistoryEntry:
-        """Mux and verify; record that in the history at once (a restart resumes from there), drop
-        the segments, then run the post plugins."""
-        verified = pipeline.finalize(prepared, output)
-        info = prepared.info
-        seconds = time.time() - active.started_at
-        entry = HistoryEntry(
-            file_id=active.job_id, source=str(active.source), outcome=OUTCOME_VERIFIED,
-            output=str(output), source_bytes=info.size, output_bytes=verified.size,
-            frames=verified.frames, duration_seconds=verified.duration_seconds,
-            encode_seconds=round(seconds, 3), fps=round(verified.frames / seconds, 2) if seconds else None,
-            settings=prepared.settings.to_json(), queue=active.queue, started_at=active.started_at,
-            log="\n".join([*active.log_lines, chunklogs.render_all(
-                chunklogs.collect(self.connection, prepared.file_id, len(prepared.chunks)))]),
-        )  # fmt: skip
-        self.history.add(entry)
+        """Mux and verify; record that in the history before the output takes its name (a restart
+        resumes from there), drop the segments, then run the post plugins."""
+        recorded: list[HistoryEntry] = []
+
+        def record(verified: Verified) -> None:
+            seconds = time.time() - active.started_at
+            recorded.append(HistoryEntry(
+                file_id=active.job_id, source=str(active.source), outcome=OUTCOME_VERIFIED,
+                output=str(output), source_bytes=prepared.info.size, output_bytes=verified.size,
+                frames=verified.frames, duration_seconds=verified.duration_seconds,
+                encode_seconds=round(seconds, 3),
+                fps=round(verified.frames / seconds, 2) if seconds else None,
+                settings=prepared.settings.to_json(), queue=active.queue, started_at=active.started_at,
+                log="\n".join([*active.log_lines, chunklogs.render_all(
+                    chunklogs.collect(self.connection, prepared.file_id, len(prepared.chunks)))]),
+            ))  # fmt: skip
+            self.history.add(recorded[0])
+
+        pipeline.finalize(prepared, output, before_rename=record)
         shutil.rmtree(prepared.work_dir, ignore_errors=True)
-        return self._run_post(active, entry)
+        return self._run_post(active, recorded[0])
 
     def _run_post(self, active: ActiveFile, verified: HistoryEntry) -> HistoryEntry:
         post, output = plugins.StageResult(), Path(verified.output or "")
