@@ -303,9 +303,9 @@ class Service:
 
     def _refuse(self, refusal: Refusal) -> None:
         log.error("%s: refused: %s", refusal.path.name, refusal.reason)
-        self.layout.move_to_failed(refusal.path, refusal.reason)
         self.history.add(HistoryEntry(file_id="", source=str(refusal.path), outcome=OUTCOME_FAILED,
                                       error=refusal.reason))  # fmt: skip
+        self.layout.move_to_failed(refusal.path, refusal.reason)  # the source moves last, as for done
         self.watcher.release(refusal.path)
 
     def _fail(self, active: ActiveFile, reason: str) -> None:
@@ -314,7 +314,6 @@ class Service:
             submit.clear_chunks(self.connection, prepared.file_id, len(prepared.chunks))
         log.error("%s: failed: %s", active.source.name, reason)
         state.finish_file_record(self.connection, active.job_id, "failed", error=reason)
-        self.layout.move_to_failed(active.source, reason, active.job_id)
         self.history.add(HistoryEntry(
             file_id=active.job_id, source=str(active.source), outcome=OUTCOME_FAILED, error=reason,
             source_bytes=prepared.info.size if prepared else None,
@@ -323,6 +322,7 @@ class Service:
             settings=prepared.settings.to_json() if prepared else {},
             queue=active.queue, started_at=active.started_at, log="\n".join(active.log_lines),
         ))  # fmt: skip
+        self.layout.move_to_failed(active.source, reason, active.job_id)
         self.watcher.release(active.source)
         self._forget(active)
 
