@@ -1,4 +1,5 @@
-"""A real ute-worker against a real Redis: it runs UTE's jobs and nothing else."""
+"""ute-worker: a real worker against a real Redis runs UTE's jobs and nothing else, finds mapped paths,
+and leaves chunks it failed to others."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ute import state, submit
 from ute.jobs import ChunkSpec, FileSpec, segment_name
 from ute.probe import count_frames, probe
 from ute.settings import EncodeSettings
+from ute.worker import PASS_ON_SECONDS, LeftToOthers
 
 
 def test_foreign_functions_never_run_json_or_pickled(clean_redis: str, tmp_path: Path) -> None:
@@ -53,3 +55,16 @@ def test_a_worker_finds_the_files_under_its_own_mount_point(clean_redis: str, tm
                           "--path-map", f"{coordinator_root}={tmp_path / 'media'}")  # fmt: skip
     assert worker.wait(timeout=120) == 0, (tmp_path / "worker.log").read_text()
     assert count_frames(tmp_path / "media" / "work" / segment_name(0)) == 24
+
+
+def test_a_chunk_that_failed_here_is_left_to_others_for_a_while_only() -> None:
+    left = LeftToOthers()
+    both, alone = (lambda: ["broken", "good"]), (lambda: ["broken"])
+    assert not left.leave("j1", [], "broken", both, now=0.0), "never failed here: run it"
+    assert left.leave("j1", ["broken"], "broken", both, now=0.0)
+    assert left.leave("j1", ["broken"], "broken", both, now=PASS_ON_SECONDS - 1)
+    assert not left.leave("j1", ["broken"], "broken", both, now=PASS_ON_SECONDS), "waited long enough"
+    assert not left.leave("j2", ["broken"], "broken", alone, now=0.0), "nobody else to take it"
+    assert not left.leave("j3", ["broken", "good"], "broken", both, now=0.0), "failed everywhere"
+    assert left.leave("j4", ["broken"], "broken", both, now=1000.0)
+    assert set(left.since) == {"j4"}, "chunks taken by others long ago are forgotten"

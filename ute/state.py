@@ -62,22 +62,14 @@ def queue(name: str, connection: redis.Redis) -> Queue:
     return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
-# Puts a job back just behind the head of its queue; returns 0 if the queue was empty (then it
-# is the head).
-_PASS_ON_SCRIPT = """
-local head = redis.call('LINDEX', KEYS[1], 0)
-if not head then
-    redis.call('LPUSH', KEYS[1], ARGV[1])
-    return 0
-end
-redis.call('LINSERT', KEYS[1], 'AFTER', head, ARGV[1])
-return 1
-"""
-
-
-def pass_on(connection: redis.Redis, queue_name: str, job_id: str) -> bool:
-    """Give a dequeued job back as second in line; False if nothing else was waiting."""
-    return bool(connection.eval(_PASS_ON_SCRIPT, 1, queue(queue_name, connection).key, job_id))
+def give_back(connection: redis.Redis, queue_name: str, job_id: str) -> None:
+    """Put a dequeued job back at the front of its queue (and out of rq's intermediate list,
+    where a worker on a single queue keeps what it took)."""
+    rq_queue = queue(queue_name, connection)
+    pipe = connection.pipeline()
+    pipe.lrem(rq_queue.intermediate_queue_key, 1, job_id)
+    rq_queue.push_job_id(job_id, pipeline=pipe, at_front=True)
+    pipe.execute()
 
 
 def fingerprint(path: str, size: int, mtime_ns: int, settings: str = "") -> str:

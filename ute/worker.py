@@ -11,6 +11,8 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -33,6 +35,34 @@ class ForbiddenJobError(UteError):
     """A job in our queues names a function that is not one of UTE's."""
 
 
+# How long a chunk that failed on a worker is left to the others before it may run there again,
+# and how long the worker rests each time it gives that chunk back.
+PASS_ON_SECONDS = 60.0
+PASS_ON_WAIT_SECONDS = 2.0
+
+
+@dataclass
+class LeftToOthers:
+    """Which chunks this worker leaves to the others, and since when: a chunk that failed here
+    goes to another live worker that has not failed it, if one takes it within PASS_ON_SECONDS;
+    after that, or with nobody else there, it runs here again."""
+
+    since: dict[str, float] = field(default_factory=dict)
+
+    def leave(self, job_id: str, failed_on: list[str], me: str, live_workers: Callable[[], list[str]],
+              now: float) -> bool:  # fmt: skip
+        if me not in failed_on:
+            return False
+        first_seen = self.since.setdefault(job_id, now)
+        if now - first_seen >= PASS_ON_SECONDS or not set(live_workers()) - set(failed_on):
+            del self.since[job_id]
+            return False
+        if first_seen == now:
+            log.info("job %s failed on this worker before; leaving it to another worker", job_id)
+        self.since = {k: t for k, t in self.since.items() if now - t < 2 * PASS_ON_SECONDS}
+        return True
+
+
 class UteWorker(Worker):
     """JSON payloads only, and only the job functions in jobs.ALLOWED_JOB_FUNCTIONS; announces
     itself (host, current chunk, CPU and memory) every second for `ute status`."""
@@ -41,7 +71,7 @@ class UteWorker(Worker):
         kwargs.setdefault("serializer", JSONSerializer)
         super().__init__(*args, **kwargs)
         self._presence_stop = threading.Event()
-        self._passing_since: dict[str, float] = {}
+        self._left_to_others = LeftToOthers()
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         presence = threading.Thread(target=self._announce, name="ute-presence", daemon=True)
@@ -70,28 +100,28 @@ class UteWorker(Worker):
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
+        """rq's dequeue, except that a chunk which already failed here is given back for a while
+        (see LeftToOthers), with a short rest so that an idle worker can take it."""
         while True:
             result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-            if result is None or not self._passed_on(*result):
+            if result is None or not self._leave_to_others(result[0]):
                 return result
+            job, queue = result
+            try:
+                state.give_back(self.connection, queue.name, job.id)
+            except redis.exceptions.RedisError:
+                return result  # run it here rather than lose it
+            time.sleep(PASS_ON_WAIT_SECONDS)
 
-    def _passed_on(self, job: Job, queue: Queue) -> bool:
-        """A chunk that already failed here is left to another live worker that has not failed it,
-        for up to PASS_ON_SECONDS; after that (or with nobody else) it runs here again."""
-        failed_on = job.meta.get("failed_on", [])
-        if self.name not in failed_on:
+    def _leave_to_others(self, job: Job) -> bool:
+        def others() -> list[str]:
+            return [str(w.get("name")) for w in state.live_workers(self.connection)]
+
+        try:
+            return self._left_to_others.leave(job.id, job.meta.get("failed_on", []), self.name, others,
+                                              time.monotonic())  # fmt: skip
+        except redis.exceptions.RedisError:
             return False
-        now = time.monotonic()
-        self._passing_since = {k: t for k, t in self._passing_since.items() if now - t < PASS_ON_SECONDS}
-        first_seen = self._passing_since.setdefault(job.id, now)
-        others = [w["name"] for w in state.live_workers(self.connection) if w.get("name") not in failed_on]
-        if not others or now - first_seen >= PASS_ON_SECONDS:
-            return False
-        if first_seen == now:
-            log.info("job %s failed on this worker before; leaving it to %s", job.id, ", ".join(others))
-        if not state.pass_on(self.connection, queue.name, job.id):
-            time.sleep(PASS_ON_WAIT_SECONDS)  # it is the only job waiting: give the others a moment
-        return True
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         try:
@@ -124,10 +154,6 @@ class UteWorker(Worker):
 
 
 PRESENCE_SECONDS = 1.0
-# How long a chunk that failed on a worker is left to the others before it may run there again,
-# and how long the worker waits when that chunk is the only one queued.
-PASS_ON_SECONDS = 60.0
-PASS_ON_WAIT_SECONDS = 2.0
 
 
 def _tree_usage(known: dict[int, psutil.Process]) -> tuple[float, int]:
