@@ -187,6 +187,25 @@ def test_a_restart_after_the_output_was_verified_only_runs_the_post_plugins(serv
     assert len(frame_hashes(outbox / "movie.mkv")) == 48
 
 
+def test_sigterm_while_post_plugins_run_lets_them_finish_then_exits(service_folder: Path) -> None:
+    inbox, outbox = service_folder / "inbox", service_folder / "outbox"
+    log, plugin_log = service_folder / "serve.log", service_folder / "plugins.log"
+    post = service_folder / "plugins" / "post" / "01_slow_upload.sh"
+    post.parent.mkdir(parents=True)
+    post.write_text('touch "$PLUGIN_LOG.started"; sleep 3; echo "uploaded" >> "$PLUGIN_LOG"\n')
+    serve = spawn([sys.executable, "-m", "ute.cli", "serve", "--inbox", str(inbox), "--outbox", str(outbox),
+                   "--plugins", str(post.parent.parent), *SERVICE_OPTIONS, "--workers", "1",
+                   "--redis-port", str(_free_port())], log_path=log,
+                  env={**os.environ, "PLUGIN_LOG": str(plugin_log)})  # fmt: skip
+    (inbox / "movie.mkv").write_bytes(make_clip(service_folder / "movie.mkv", seconds=2).read_bytes())
+    wait_for(Path(f"{plugin_log}.started").exists, "the post plugin to start", log=log, process=serve)
+    serve.send_signal(signal.SIGTERM)
+    assert serve.wait(timeout=120) == 0, log.read_text()[-3000:]
+    assert plugin_log.read_text() == "uploaded\n"
+    assert (inbox / "done" / "movie.mkv").exists()
+    assert [e["outcome"] for e in _history(outbox)] == ["done"]
+
+
 def test_a_chunk_that_keeps_failing_fails_its_file_cleanly(service_folder: Path, clean_redis: str) -> None:
     inbox, outbox = service_folder / "inbox", service_folder / "outbox"
     log = service_folder / "serve.log"

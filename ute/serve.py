@@ -52,15 +52,17 @@ def serve(
         coasting = False
 
         def coasted_down() -> bool:
-            """After the first stop signal: local workers finish their chunks, then we leave."""
+            """After the first stop signal: local workers finish their chunks and files being muxed
+            or post-processed are finished, then we leave."""
             nonlocal coasting
             if abort.is_set():
                 return True
             if not coasting:
                 coasting = True
-                log.info("coasting down: local workers finish their chunks (stop again to abort)")
+                log.info("coasting down: local workers finish their chunks, files being muxed are "
+                         "finished (stop again to abort)")  # fmt: skip
                 runner.stop(processes, grace_seconds=0, wait=False)
-            return all(process.poll() is not None for process in processes)
+            return all(process.poll() is not None for process in processes) and not service.finalizing()
 
         service.run(stop, until=coasted_down)
         if abort.is_set():

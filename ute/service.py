@@ -111,6 +111,10 @@ class Service:
             self.watcher.stop()
             self.helpers.shutdown(wait=False, cancel_futures=True)
 
+    def finalizing(self) -> bool:
+        """Whether a file is being muxed, verified or post-processed right now."""
+        return any(active.finalizing is not None for active in self.active.values())
+
     def step(self, *, take_new_files: bool = True) -> None:
         for event in self.watcher.poll() if take_new_files else []:
             try:
@@ -215,9 +219,11 @@ class Service:
             self._fail(active, progress.failure)
         elif progress.complete:
             output = unused_name(self.options.outbox / f"{active.source.stem}.mkv")
+            chunk_log = chunklogs.render_all(chunklogs.collect(self.connection, prepared.file_id,
+                                                               len(prepared.chunks)))  # fmt: skip
             log.info("%s: all %d chunks encoded; muxing and verifying", active.source.name,
                      progress.chunks_total)  # fmt: skip
-            active.finalizing = self.helpers.submit(self._finalize, active, prepared, output)
+            active.finalizing = self.helpers.submit(self._finalize, active, prepared, output, chunk_log)
             state.save_file_record(self.connection, active.job_id, state="muxing")
         else:
             return jobs
@@ -244,7 +250,9 @@ class Service:
                  settings.crf, settings.preset, f", crop {settings.crop}" if settings.crop else "",
                  f", x265 {settings.x265_params}" if settings.x265_params else "")  # fmt: skip
 
-    def _finalize(self, active: ActiveFile, prepared: PreparedFile, output: Path) -> HistoryEntry:
+    def _finalize(
+        self, active: ActiveFile, prepared: PreparedFile, output: Path, chunk_log: str
+    ) -> HistoryEntry:
         """Mux and verify; record that in the history before the output takes its name (a restart
         resumes from there), drop the segments, then run the post plugins."""
         recorded: list[HistoryEntry] = []
@@ -258,8 +266,7 @@ class Service:
                 encode_seconds=round(seconds, 3),
                 fps=round(verified.frames / seconds, 2) if seconds else None,
                 settings=prepared.settings.to_json(), queue=active.queue, started_at=active.started_at,
-                log="\n".join([*active.log_lines, chunklogs.render_all(
-                    chunklogs.collect(self.connection, prepared.file_id, len(prepared.chunks)))]),
+                log="\n".join([*active.log_lines, chunk_log]),
             ))  # fmt: skip
             self.history.add(recorded[0])
 
