@@ -66,6 +66,8 @@ def test_a_redis_password_never_shows_in_messages() -> None:
     assert state.redacted("rediss://ute:s3cret@host:6380/0?ssl_ca_certs=/ca.pem") == (
         "rediss://ute:***@host:6380/0?ssl_ca_certs=/ca.pem")  # fmt: skip
     assert state.redacted("redis://host:6379/0") == "redis://host:6379/0"
+    assert state.redacted("redis://host:6379/0?password=s3cret&ssl_ca_certs=/ca.pem") == (
+        "redis://host:6379/0?password=***&ssl_ca_certs=/ca.pem")  # fmt: skip
     for argv in (["ute", "status", "--once"], ["ute-worker"]):
         result = run(*argv, "--redis-url", "redis://:s3cret@127.0.0.1:9/0")
         assert result.returncode != 0 and "redis://:***@127.0.0.1:9/0" in result.stderr

@@ -103,3 +103,7 @@ def test_retry_finds_a_failed_file_in_the_history_once_redis_forgot(tmp_path: Pa
     assert not (inbox / "failed" / "movie (2).mkv.error.txt").exists()
     with pytest.raises(UteError, match="no file job9 in Redis or in the history"):
         control.retry(connection, "job9", inbox, history)
+    history.add(HistoryEntry(file_id="job7", source=str(inbox / "movie.mkv"), outcome="failed", queue="low"))
+    with pytest.raises(UteError, match=r"not in .* any more"):  # failed/movie.mkv is job0's
+        control.retry(connection, "job7", inbox, history)
+    assert (inbox / "failed" / "movie.mkv").read_bytes() == b"older"

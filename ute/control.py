@@ -75,8 +75,9 @@ def retry(connection: redis.Redis, job_id: str, inbox: Path, history: History | 
         raise UteError(f"{job_id} is {record.get('state')}: only failed or cancelled files can be retried")
     layout = InboxLayout(inbox)
     failed_copy = layout.failed_copy(source.name, job_id)
-    if not failed_copy.exists():
-        raise UteError(f"{failed_copy} is not there any more; put the file back into the inbox by hand")
+    if failed_copy is None or not failed_copy.exists():
+        raise UteError(f"{source.name} of {job_id} is not in {layout.failed} any more; put the file back "
+                       "into the inbox by hand")  # fmt: skip
     target = unused_name(layout.high / source.name if record.get("queue") == state.QUEUE_HIGH
                          else layout.root / source.name)  # fmt: skip
     target.parent.mkdir(parents=True, exist_ok=True)

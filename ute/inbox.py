@@ -85,16 +85,24 @@ class InboxLayout:
         reason_file.write_text(reason.rstrip() + "\n" + hint, encoding="utf-8")
         return moved
 
-    def failed_copy(self, name: str, job_id: str) -> Path:
-        """Where move_to_failed put the file with this job id (`name (2).mkv` after a clash)."""
+    def failed_copy(self, name: str, job_id: str) -> Path | None:
+        """Where move_to_failed put the file with this job id (`name (2).mkv` after a clash), or
+        `failed/<name>` if its reason names no job (moved there by an older UTE or by hand)."""
         for reason_file in sorted(self.failed.glob(f"*{ERROR_SUFFIX}")):
-            if retry_command(job_id) in reason_file.read_text(encoding="utf-8", errors="replace"):
+            if retry_command(job_id) in _text_of(reason_file):
                 return reason_file.with_name(reason_file.name.removesuffix(ERROR_SUFFIX))
-        return self.failed / name
+        plain = self.failed / name
+        names_another_job = retry_command("") in _text_of(plain.with_name(plain.name + ERROR_SUFFIX))
+        return plain if plain.exists() and not names_another_job else None
+
+
+def _text_of(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
 
 
 def retry_command(job_id: str) -> str:
-    return f"`ute retry {job_id}`"
+    """How a reason file names the retry command; retry_command("") is the start of any of them."""
+    return f"`ute retry {job_id}`" if job_id else "`ute retry "
 
 
 ERROR_SUFFIX = ".error.txt"

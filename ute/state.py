@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 from rq import Queue
@@ -42,13 +42,15 @@ class RedisBackoff:
 
 
 def redacted(url: str) -> str:
-    """The URL with its password replaced, for logs and messages."""
+    """The URL with its password (`:secret@` or `?password=secret`) replaced, for logs and messages."""
     parts = urlsplit(url)
-    if not parts.password:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if parts.password:
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "password" for key, _ in query):
+        masked = [(key, "***" if key == "password" else value) for key, value in query]
+        parts = parts._replace(query=urlencode(masked, safe="/*"))
+    return urlunsplit(parts)
 
 
 def connect(url: str) -> redis.Redis:
