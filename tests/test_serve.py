@@ -172,6 +172,9 @@ def test_a_restart_after_the_output_was_verified_only_runs_the_post_plugins(serv
     (inbox / "movie.mkv").write_bytes(source.read_bytes())
     wait_for(Path(f"{plugin_log}.hang").exists, "the post plugin to hang", log=log, process=serve)
     kill_everything(serve)  # the output is verified and in place; the post plugin never finished
+    stale_mux = outbox / ".movie (2).mkv.0123456789abcdef.part"  # as a killed mux leaves it
+    stale_mux.write_bytes(b"half a file")
+    (outbox / ".notes.part").write_text("not UTE's")
     assert [e["outcome"] for e in _history(outbox)] == ["verified"]
     assert not list((outbox / ".ute-work").glob("*/0*.mkv")), "segments go once the output is verified"
 
@@ -180,6 +183,7 @@ def test_a_restart_after_the_output_was_verified_only_runs_the_post_plugins(serv
              process=serve)  # fmt: skip
     runner.stop([serve])
     assert sorted(p.name for p in outbox.iterdir() if not p.name.startswith(".")) == ["movie.mkv"]
+    assert not stale_mux.exists() and (outbox / ".notes.part").exists()
     assert plugin_log.read_text().splitlines() == ["post movie.mkv", "post movie.mkv"]
     assert "was verified before UTE stopped" in log.read_text()
     [entry] = _history(outbox)

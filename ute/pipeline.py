@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,13 +87,25 @@ def check_chunks(
     return progress, jobs
 
 
+PARTIAL_SUFFIX = ".part"
+_PARTIAL_OUTPUT = re.compile(r"^\..+\.[0-9a-f]{16}\.part$")
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Drop the hidden half-muxed outputs a killed run left behind (only UTE's own names)."""
+    stale = [path for path in folder.glob(f".*{PARTIAL_SUFFIX}") if _PARTIAL_OUTPUT.match(path.name)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def finalize(
     prepared: PreparedFile, output: Path, before_rename: Callable[[Verified], None] | None = None
 ) -> Verified:
     """Mux under a hidden name, verify, and only then rename into place; never a bad output.
     before_rename may record the verified output first, so that a crash right after the rename
     cannot go unnoticed."""
-    partial = output.with_name(f".{output.name}.{prepared.file_id}.part")
+    partial = output.with_name(f".{output.name}.{prepared.file_id}{PARTIAL_SUFFIX}")
     try:
         concat.mux(prepared.info, prepared.chunks, prepared.work_dir, partial)
         verified = verify.verify_output(prepared.info, partial)

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import threading
 
-from ute import runner, state
+from ute import pipeline, runner, state
 from ute.history import HISTORY_FILE_NAME, History
 from ute.inbox import InboxLayout
 from ute.localworkers import local_workers
@@ -35,6 +35,8 @@ def serve(
     stop, abort = stop or threading.Event(), abort or threading.Event()
     InboxLayout(options.inbox).create()
     options.outbox.mkdir(parents=True, exist_ok=True)
+    for stale in pipeline.remove_stale_partials(options.outbox):
+        log.info("removed %s, a half-muxed output of an earlier run", stale.name)
     options.work_root.mkdir(parents=True, exist_ok=True)
     history = History(options.work_root / HISTORY_FILE_NAME)
     with contextlib.ExitStack() as stack:
