@@ -31,7 +31,8 @@ from ute.probe import SourceInfo, probe
 log = logging.getLogger(__name__)
 
 HIGH_DIR, DONE_DIR, FAILED_DIR = "high", "done", "failed"
-IGNORED_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", ".error.txt", ".ute.toml")
+ERROR_SUFFIX = ".error.txt"  # `<name>.error.txt` beside a file in failed/ says why it failed
+IGNORED_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", ERROR_SUFFIX, SIDECAR_SUFFIX)
 # After a writer closes the file, this much quiet is enough (a close-write event is a strong sign).
 CLOSED_SETTLE_SECONDS = 1.0
 PROBE_THREADS = 4
@@ -103,9 +104,6 @@ def _text_of(path: Path) -> str:
 def retry_command(job_id: str) -> str:
     """How a reason file names the retry command; retry_command("") is the start of any of them."""
     return f"`ute retry {job_id}`" if job_id else "`ute retry "
-
-
-ERROR_SUFFIX = ".error.txt"
 
 
 def _move_with_sidecar(source: Path, folder: Path) -> Path:
