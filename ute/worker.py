@@ -114,12 +114,12 @@ class UteWorker(Worker):
             time.sleep(PASS_ON_WAIT_SECONDS)
 
     def _leave_to_others(self, job: Job) -> bool:
-        def others() -> list[str]:
+        def live_worker_names() -> list[str]:
             return [str(w.get("name")) for w in state.live_workers(self.connection)]
 
         try:
-            return self._left_to_others.leave(job.id, job.meta.get("failed_on", []), self.name, others,
-                                              time.monotonic())  # fmt: skip
+            return self._left_to_others.leave(job.id, job.meta.get("failed_on", []), self.name,
+                                              live_worker_names, time.monotonic())  # fmt: skip
         except redis.exceptions.RedisError:
             return False
 
