@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -114,14 +114,15 @@ def chunk_generations(connection: redis.Redis, file_id: str) -> dict[int, int]:
     return {int(index): int(generation) for index, generation in raw.items()}
 
 
-def current_chunk_job_ids(connection: redis.Redis, file_id: str, chunk_count: int) -> list[str]:
+def current_chunk_job_ids(connection: redis.Redis, file_id: str, indices: Iterable[int]) -> list[str]:
+    """The job ids of these chunks' newest generations."""
     generations = chunk_generations(connection, file_id)
-    return [chunk_job_id(file_id, index, generations.get(index, 0)) for index in range(chunk_count)]
+    return [chunk_job_id(file_id, index, generations.get(index, 0)) for index in indices]
 
 
 def current_chunk_jobs(connection: redis.Redis, file_id: str, chunk_count: int) -> list[Job | None]:
     """The jobs of a file's chunks (None where Redis has none), in chunk order."""
-    job_ids = current_chunk_job_ids(connection, file_id, chunk_count)
+    job_ids = current_chunk_job_ids(connection, file_id, range(chunk_count))
     return Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer)
 
 

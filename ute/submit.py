@@ -21,12 +21,12 @@ def submit_chunks(
     connection: redis.Redis, file: FileSpec, specs: Sequence[ChunkSpec], queue_name: str = state.QUEUE_LOW
 ) -> list[str]:
     """Describe the file in Redis, then enqueue each chunk unless its job is queued, running or done."""
-    if specs:
-        state.save_file_spec(connection, specs[0].file_id, file.to_json())
+    if not specs:
+        return []
+    file_id = specs[0].file_id
+    state.save_file_spec(connection, file_id, file.to_json())
     queue = state.queue(queue_name, connection)
-    generations = state.chunk_generations(connection, specs[0].file_id) if specs else {}
-    job_ids = [state.chunk_job_id(spec.file_id, spec.index, generations.get(spec.index, 0))
-               for spec in specs]  # fmt: skip
+    job_ids = state.current_chunk_job_ids(connection, file_id, [spec.index for spec in specs])
     existing = Job.fetch_many(job_ids, connection=connection, serializer=queue.serializer)
     to_enqueue = [
         _job_data(queue, spec, job_id)
