@@ -19,16 +19,19 @@ ACTIVE_STATES = ("queued", "encoding")
 
 def snapshot(connection: redis.Redis) -> dict[str, Any]:
     """The `ute status --json` document (README: ute status)."""
-    workers = [_worker(connection, facts) for facts in state.live_workers(connection)]
+    live = state.live_workers(connection)
+    running = [facts["job"] for facts in live if facts.get("job")]
+    jobs = dict(zip(running, Job.fetch_many(running, connection=connection, serializer=JSONSerializer),
+                    strict=True))  # one round trip for all workers' chunks
+    workers = [_worker(facts, jobs.get(facts.get("job") or "")) for facts in live]
     swarm_fps = round(sum(worker["fps"] for worker in workers), 2)
     files = [_file(connection, job_id, record) for job_id, record in state.file_records(connection)]
     return {"swarm_fps": swarm_fps, "workers": workers, "jobs": files,
             "queue_eta_seconds": _queue_eta(files, swarm_fps)}  # fmt: skip
 
 
-def _worker(connection: redis.Redis, facts: dict[str, Any]) -> dict[str, Any]:
-    job_id = facts.get("job")
-    job = Job.fetch_many([job_id], connection=connection, serializer=JSONSerializer)[0] if job_id else None
+def _worker(facts: dict[str, Any], job: Job | None) -> dict[str, Any]:
+    """One live worker, with the chunk job it is running (None when idle)."""
     chunk = None
     fps = 0.0
     if job is not None:
