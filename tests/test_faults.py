@@ -21,6 +21,7 @@ from rq.serializers import JSONSerializer
 from tls_proxy import tls_front
 
 from ute import runner, state, tools
+from ute.redis_server import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -101,11 +102,7 @@ def start_redis(folder: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 def test_a_redis_restart_mid_file_still_gives_a_correct_output(tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     redis_dir = tmp_path / "redis"
     redis_dir.mkdir()
     redis_process = start_redis(redis_dir, port)
@@ -160,11 +157,7 @@ def test_sigkill_of_a_workers_main_process_alone_commits_its_chunk_once(
 
 
 def test_a_redis_with_a_password_and_tls_works_end_to_end(tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     redis_process = spawn([tools.redis_server(), "--port", str(port), "--bind", "127.0.0.1",
                                   "--requirepass", "s3cret", "--save", ""])  # fmt: skip
     url = f"redis://:s3cret@127.0.0.1:{port}/0"

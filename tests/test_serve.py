@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from rq.serializers import JSONSerializer
 
 from ute import runner, state
 from ute.probe import probe
+from ute.redis_server import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -109,12 +109,6 @@ def test_serve_sorts_good_and_bad_files_and_honours_priority(
     assert entries["urgent.mkv"]["queue"] == "high"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _history(outbox: Path) -> list[dict]:  # type: ignore[type-arg]
     run = subprocess.run([sys.executable, "-m", "ute.cli", "history", "--outbox", str(outbox), "--json"],
                          capture_output=True, text=True, check=True)  # fmt: skip
@@ -135,7 +129,7 @@ def test_sigkill_of_everything_mid_file_then_restart_completes_it(service_folder
     inbox, outbox = service_folder / "inbox", service_folder / "outbox"
     log = service_folder / "serve.log"
     source = make_clip(service_folder / "movie.mkv", seconds=20, fps=24, gop=24, audio_tracks=1)
-    port = str(_free_port())
+    port = str(free_port())
     options = ("--workers", "2", "--redis-port", port, "--chunk-frames", "24",
                "--x265-params", "lossless=1")  # fmt: skip
     serve = start_serve(service_folder, *options)
@@ -166,7 +160,7 @@ def test_a_restart_after_the_output_was_verified_only_runs_the_post_plugins(serv
     source = make_clip(service_folder / "movie.mkv", seconds=2, audio_tracks=1)
     argv = [sys.executable, "-m", "ute.cli", "serve", "--inbox", str(inbox), "--outbox", str(outbox),
             "--plugins", str(post.parent.parent), *SERVICE_OPTIONS, "--workers", "1",
-            "--redis-port", str(_free_port())]  # fmt: skip
+            "--redis-port", str(free_port())]  # fmt: skip
     environment = {**os.environ, "PLUGIN_LOG": str(plugin_log)}
     serve = spawn(argv, log_path=log, env=environment)
     (inbox / "movie.mkv").write_bytes(source.read_bytes())
@@ -199,7 +193,7 @@ def test_sigterm_while_post_plugins_run_lets_them_finish_then_exits(service_fold
     post.write_text('touch "$PLUGIN_LOG.started"; sleep 3; echo "uploaded" >> "$PLUGIN_LOG"\n')
     serve = spawn([sys.executable, "-m", "ute.cli", "serve", "--inbox", str(inbox), "--outbox", str(outbox),
                    "--plugins", str(post.parent.parent), *SERVICE_OPTIONS, "--workers", "1",
-                   "--redis-port", str(_free_port())], log_path=log,
+                   "--redis-port", str(free_port())], log_path=log,
                   env={**os.environ, "PLUGIN_LOG": str(plugin_log)})  # fmt: skip
     (inbox / "movie.mkv").write_bytes(make_clip(service_folder / "movie.mkv", seconds=2).read_bytes())
     wait_for(Path(f"{plugin_log}.started").exists, "the post plugin to start", log=log, process=serve)

@@ -21,6 +21,7 @@ from rq.serializers import JSONSerializer
 
 from ute import state, submit
 from ute.jobs import ChunkSpec, FileSpec
+from ute.redis_server import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -93,9 +94,7 @@ def test_dashboard_needs_credentials_and_listens_on_loopback(tmp_path: Path, cle
     for name in state.QUEUES:  # queues with a UTE job whose source has a hostile name
         file = FileSpec("/v/<script>alert(1)</script>.mkv", 0, "/w", {})
         submit.submit_chunks(connection, file, [ChunkSpec(f"f{name}", 0, 0, 10, 0)], name)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     dashboard = spawn([sys.executable, "-m", "ute.cli", "dashboard", "--port", str(port),
                        "--redis-url", clean_redis, "--username", "admin", "--password", "s3cret"],
                       log_path=tmp_path / "dashboard.log")  # fmt: skip

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 STARTUP_SECONDS = 10.0
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe_socket:
         probe_socket.bind((host, 0))
         return int(probe_socket.getsockname()[1])
@@ -41,7 +42,7 @@ def private_redis(data_dir: Path, host: str = "127.0.0.1", port: int | None = No
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     if port is None:
-        port = _free_port(host)
+        port = free_port(host)
     elif _port_taken(host, port):
         raise UteError(f"port {port} on {host} is in use: choose another --redis-port or pass --redis-url")
     argv = [
