@@ -27,10 +27,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe_socket.getsockname()[1])
 
 
+def _client_host(bind_host: str) -> str:
+    """Where a client on this machine reaches a server bound to bind_host."""
+    return "127.0.0.1" if bind_host == "0.0.0.0" else bind_host
+
+
 def _port_taken(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe_socket:
         probe_socket.settimeout(1)
-        return probe_socket.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0
+        return probe_socket.connect_ex((_client_host(host), port)) == 0
 
 
 @contextlib.contextmanager
@@ -52,7 +57,7 @@ def private_redis(data_dir: Path, host: str = "127.0.0.1", port: int | None = No
         "--daemonize", "no", "--loglevel", "warning",
     ]  # fmt: skip
     process = runner.spawn(argv, log_path=data_dir / "redis.log")
-    url = f"redis://{host if host != '0.0.0.0' else '127.0.0.1'}:{port}/0"
+    url = f"redis://{_client_host(host)}:{port}/0"
     try:
         _wait_until_ready(url, process)
         log.info("started a private Redis at %s (data in %s)", url, data_dir)
