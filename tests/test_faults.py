@@ -215,7 +215,7 @@ def test_a_chunk_that_failed_on_one_worker_is_retried_on_another(tmp_path: Path,
     broken_ffmpeg = tmp_path / "broken-ffmpeg"
     broken_ffmpeg.write_text(
         "#!/bin/sh\n"
-        f'case " $* " in *" -encoders "*) exec "{tools.ffmpeg()}" "$@";; esac\n'
+        f'case " $* " in *" -encoders "*|*" -version "*) exec "{tools.ffmpeg()}" "$@";; esac\n'
         'echo "this machine\'s encoder is broken" >&2\nexit 1\n'
     )  # fmt: skip
     broken_ffmpeg.chmod(0o755)

@@ -3,36 +3,56 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import re
 import shutil
 
 from ute import runner
 from ute.errors import UteError
 from ute.settings import ENV_FFMPEG
 
+log = logging.getLogger(__name__)
+
+# UTE's timestamp handling (-enc_time_base demux, -noaccurate_seek with trim by pts) was measured
+# on ffmpeg 9; older builds gave other timestamps on the same files (42 ms off with Debian's 5.1).
+MINIMUM_FFMPEG_MAJOR = 7
+_VERSION = re.compile(r"ffmpeg version n?(\S+)")
+
 
 @functools.cache
 def ffmpeg() -> str:
-    """UTE_FFMPEG if set, else an ffmpeg on PATH that has libx265, else imageio-ffmpeg's."""
+    """The ffmpeg UTE runs: $UTE_FFMPEG if set, else the one imageio-ffmpeg installs; never
+    whatever happens to be on PATH. Checked once for libx265 and its version, and logged."""
     override = os.environ.get(ENV_FFMPEG)
     if override:
-        if not has_libx265(override):
-            raise UteError(f"{ENV_FFMPEG}={override} is not an ffmpeg with libx265")
-        return override
-    on_path = shutil.which("ffmpeg")
-    if on_path and has_libx265(on_path):
-        return on_path
-    import imageio_ffmpeg
+        path, origin = override, ENV_FFMPEG
+    else:
+        import imageio_ffmpeg
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+        path, origin = imageio_ffmpeg.get_ffmpeg_exe(), "imageio-ffmpeg"
+    version = check_ffmpeg(path, origin)
+    log.info("ffmpeg %s: %s (from %s)", version, path, origin)
+    return path
 
 
-def has_libx265(ffmpeg_path: str) -> bool:
+def check_ffmpeg(path: str, origin: str) -> str:
+    """Its version string, or UteError naming what is wrong with it and what to do."""
     try:
-        result = runner.run([ffmpeg_path, "-hide_banner", "-encoders"], timeout=30, check=False)
-    except UteError:
-        return False
-    return result.returncode == 0 and " libx265 " in result.stdout
+        about = runner.run([path, "-hide_banner", "-version"], timeout=30, check=False)
+        encoders = runner.run([path, "-hide_banner", "-encoders"], timeout=30, check=False)
+    except UteError as error:
+        raise UteError(f"{origin} names {path}, which cannot be run ({error})") from error
+    match = _VERSION.search(about.stdout)
+    version = match.group(1) if match else "unknown"
+    if encoders.returncode != 0 or " libx265 " not in encoders.stdout:
+        raise UteError(f"{origin}: {path} is not an ffmpeg with libx265; unset {ENV_FFMPEG} to use "
+                       "the one UTE installs")  # fmt: skip
+    major = re.match(r"(\d+)\.", version)
+    if major and int(major.group(1)) < MINIMUM_FFMPEG_MAJOR:
+        raise UteError(f"{origin}: {path} is ffmpeg {version}; UTE needs {MINIMUM_FFMPEG_MAJOR} or newer "
+                       f"(unset {ENV_FFMPEG} to use the one UTE installs)")  # fmt: skip
+    return version
 
 
 @functools.cache
