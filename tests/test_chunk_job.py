@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from media import make_clip
 
-from ute import jobs
+from ute import jobs, pipeline
 from ute.errors import EncodeError
+from ute.plan import Chunk
 from ute.probe import count_frames, probe
 from ute.settings import EncodeSettings
 
@@ -18,8 +19,7 @@ def specs_for(source: Path, work_dir: Path, start_keyframe: int, frames: int
     info = probe(source)
     file = jobs.FileSpec(str(source), info.video_index, str(work_dir),
                          EncodeSettings(preset="ultrafast").to_json())  # fmt: skip
-    chunk = jobs.ChunkSpec("test", 1, start_keyframe, frames,
-                           info.microseconds_from_start(info.keyframe_pts_at(start_keyframe)))  # fmt: skip
+    [chunk] = pipeline.chunk_specs(info, [Chunk(1, start_keyframe, start_keyframe + frames)], "test")
     return file, chunk
 
 

@@ -5,7 +5,7 @@ from pathlib import PurePosixPath
 import pytest
 
 from ute import commands
-from ute.commands import KeptStream, Segment
+from ute.commands import AttachedFile, ChunkInput, KeptStream, Segment
 from ute.settings import EncodeSettings
 
 WEIRD = PurePosixPath("/videos/-It's a \"Test\" — ünï.mkv")
@@ -19,7 +19,7 @@ def test_seconds_are_exact_decimals() -> None:
 
 
 def test_paths_reach_ffmpeg_as_file_urls_never_as_options() -> None:
-    argv = commands.encode_chunk("ffmpeg", WEIRD, 0, 2_000_000, 48, EncodeSettings(),
+    argv = commands.encode_chunk("ffmpeg", WEIRD, 0, ChunkInput(48, 48, 2_000_000), EncodeSettings(),
                                  PurePosixPath("/work/00001.mkv.part"))  # fmt: skip
     assert f"file:{WEIRD}" in argv
     assert argv[-1] == "file:/work/00001.mkv.part"
@@ -31,18 +31,29 @@ def test_relative_paths_are_refused() -> None:
         commands.file_url("-rf.mkv")
 
 
-def test_encode_chunk_takes_exactly_its_frames_from_its_keyframe() -> None:
-    argv = commands.encode_chunk("ffmpeg", WEIRD, 2, 2_000_000, 48,
-                                 EncodeSettings(crf=20, preset="slow", x265_params="aq-mode=3"),
+def test_encode_chunk_takes_exactly_its_frames_by_their_timestamps() -> None:
+    argv = commands.encode_chunk("ffmpeg", WEIRD, 2, ChunkInput(48_000, 48, 2_000_000),
+                                 EncodeSettings(crf=20, preset="slow", x265_params="aq-mode=3",
+                                                crop="320:160:0:10"),
                                  PurePosixPath("/w/a.part"))  # fmt: skip
     assert argv[argv.index("-ss") + 1] == "2.000000"
     assert argv.index("-ss") < argv.index("-i")
+    assert {"-copyts", "-noaccurate_seek", "-noautorotate"} <= set(argv[: argv.index("-i")])
+    assert argv[argv.index("-vf") + 1] == "trim=start_pts=48000,setpts=PTS-STARTPTS,crop=320:160:0:10"
     assert argv[argv.index("-frames:v") + 1] == "48"
     assert argv[argv.index("-map") + 1] == "0:2"
     assert argv[argv.index("-fps_mode") + 1] == "passthrough"
+    assert argv[argv.index("-enc_time_base:v") + 1] == "demux"
     assert argv[argv.index("-crf") + 1] == "20"
     assert argv[argv.index("-preset") + 1] == "slow"
     assert argv[argv.index("-x265-params") + 1] == "log-level=info:aq-mode=3"
+
+
+def test_the_first_chunk_is_read_from_the_start_without_a_seek() -> None:
+    argv = commands.encode_chunk("ffmpeg", WEIRD, 0, ChunkInput(-1, 24, None), EncodeSettings(),
+                                 PurePosixPath("/w/a.part"))  # fmt: skip
+    assert "-ss" not in argv
+    assert argv[argv.index("-vf") + 1] == "trim=start_pts=-1,setpts=PTS-STARTPTS"
 
 
 def test_user_log_level_for_x265_is_kept() -> None:
@@ -60,19 +71,30 @@ def test_concat_list_refuses_names_that_could_break_the_script() -> None:
 
 
 def test_mux_maps_every_kept_stream_in_source_order_and_converts_mov_text() -> None:
-    kept = [KeptStream(0, "audio", "aac"), KeptStream(2, "subtitle", "mov_text"),
+    kept = [KeptStream(0, "audio", "aac", ("default",)), KeptStream(2, "subtitle", "mov_text"),
             KeptStream(3, "attachment", "ttf")]  # fmt: skip
-    argv = commands.mux("ffmpeg", PurePosixPath("/w/list"), WEIRD, 1, kept, 0,
+    video = KeptStream(1, "video", "h264", ("default",), ("ENCODER", "BPS-eng"))
+    cover = AttachedFile(PurePosixPath("/w/cover-4.jpg"), "cover.jpg", "image/jpeg")
+    argv = commands.mux("ffmpeg", PurePosixPath("/w/list"), WEIRD, video, kept, [cover], 0,
                         PurePosixPath("/out/x.mkv"))  # fmt: skip
     maps = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-map"]
     assert maps == ["0:v:0", "1:0", "1:2", "1:3"]
     assert argv[argv.index("-c:2") + 1] == "srt"
     assert "-itsoffset" not in argv
     assert argv[argv.index("-map_chapters") + 1] == "1"
+    # every stream's tags and flags by name: one explicit mapping switches off all default copying
+    pairs = {(argv[i], argv[i + 1]) for i in range(len(argv) - 1)}
+    assert {("-map_metadata:s:0", "1:s:1"), ("-map_metadata:s:1", "1:s:0"), ("-map_metadata:s:2", "1:s:2"),
+            ("-map_metadata:s:3", "1:s:3")} <= pairs  # fmt: skip
+    assert {("-disposition:0", "default"), ("-disposition:1", "default"), ("-disposition:2", "0")} <= pairs
+    assert {("-metadata:s:0", "ENCODER="), ("-metadata:s:0", "BPS-eng=")} <= pairs
+    assert ("-attach", "file:/w/cover-4.jpg") in pairs
+    assert {("-metadata:s:t:1", "filename=cover.jpg"), ("-metadata:s:t:1", "mimetype=image/jpeg")} <= pairs
+    assert argv[argv.index("-default_mode") + 1] == "passthrough"
 
 
 def test_mux_shifts_video_that_starts_after_the_other_streams() -> None:
-    argv = commands.mux("ffmpeg", PurePosixPath("/w/list"), WEIRD, 0, [], 40_000,
-                        PurePosixPath("/out/x.mkv"))  # fmt: skip
+    argv = commands.mux("ffmpeg", PurePosixPath("/w/list"), WEIRD, KeptStream(0, "video", "h264"), [], [],
+                        40_000, PurePosixPath("/out/x.mkv"))  # fmt: skip
     assert argv[argv.index("-itsoffset") + 1] == "0.040000"
     assert argv.index("-itsoffset") < argv.index("-f")

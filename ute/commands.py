@@ -19,11 +19,32 @@ MATROSKA_SUBTITLE_CONVERSIONS = {"mov_text": "srt"}
 
 @dataclass(frozen=True)
 class KeptStream:
-    """A source stream copied beside the encoded video."""
+    """A source stream that goes into the output: copied, or (the main video) encoded."""
 
     index: int
     kind: str
     codec: str
+    dispositions: tuple[str, ...] = ()  # the flags it keeps: default, forced, ...
+    stale_tags: tuple[str, ...] = ()  # tags to drop: they describe the old encoding
+
+
+@dataclass(frozen=True)
+class AttachedFile:
+    """A file attached to the output (a cover picture, which Matroska keeps as an attachment)."""
+
+    path: PurePath
+    filename: str
+    mimetype: str
+
+
+@dataclass(frozen=True)
+class ChunkInput:
+    """Where a chunk's frames are in the source."""
+
+    start_pts: int  # the chunk's first frame, in the video stream's time base
+    frames: int
+    # Where the demuxer is sent before reading (at or before start_pts); None: the file's start.
+    seek_microseconds: int | None
 
 
 @dataclass(frozen=True)
@@ -57,24 +78,33 @@ def encode_chunk(
     ffmpeg: str,
     source: PurePath,
     video_index: int,
-    seek_microseconds: int,
-    frames: int,
+    chunk: ChunkInput,
     settings: EncodeSettings,
     output: PurePath,
 ) -> list[str]:
-    """Encode exactly `frames` frames from the keyframe at the seek point into Matroska.
+    """Encode exactly `chunk.frames` frames, the first being the one at `chunk.start_pts`.
 
-    `-ss` before `-i` seeks to the keyframe and drops nothing when it is the keyframe's own
-    time; `-fps_mode passthrough` stops ffmpeg from duplicating or dropping frames.
+    Frames are picked by their own timestamps, not by where a seek lands: `-ss` before `-i`
+    only brings the demuxer to the keyframe at or before the chunk (`-noaccurate_seek` drops
+    nothing by time), and `trim` keeps the frames from `start_pts` on. Some decoders start
+    with garbage after any seek (MPEG-4 Part 2 in AVI, even `-ss 0`), so the first chunk is
+    read from the file's start without one. `-copyts` keeps the source's timestamps for
+    `trim` to compare; `-enc_time_base demux` keeps every frame's own timestamp (the default
+    snaps a variable frame rate to the nominal rate's grid). `-noautorotate` keeps the
+    pixels as stored: the rotation travels as the source's display matrix.
     """
+    seek = [] if chunk.seek_microseconds is None else ["-ss", seconds_argument(chunk.seek_microseconds)]
+    filters = [f"trim=start_pts={chunk.start_pts}", "setpts=PTS-STARTPTS"]
+    if settings.crop:
+        filters.append(f"crop={settings.crop}")
     return [
         ffmpeg, *COMMON,
-        "-ss", seconds_argument(seek_microseconds),
+        "-copyts", "-noaccurate_seek", "-noautorotate", *seek,
         "-i", file_url(source),
         "-map", f"0:{video_index}",
-        "-frames:v", str(frames),
-        "-fps_mode", "passthrough",
-        *(["-vf", f"crop={settings.crop}"] if settings.crop else []),
+        "-vf", ",".join(filters),
+        "-frames:v", str(chunk.frames),
+        "-fps_mode", "passthrough", "-enc_time_base:v", "demux",
         "-map_metadata", "-1", "-map_chapters", "-1",
         "-c:v", "libx265",
         "-preset", settings.preset,
@@ -100,12 +130,19 @@ def mux(
     ffmpeg: str,
     concat_list_path: PurePath,
     source: PurePath,
-    video_index: int,
+    video: KeptStream,
     kept: Sequence[KeptStream],
+    attached: Sequence[AttachedFile],
     video_offset_microseconds: int,
     output: PurePath,
 ) -> list[str]:
-    """Join the segments and copy every kept source stream, the tags and the chapters."""
+    """Join the segments and copy every kept source stream, the tags and the chapters.
+
+    Each stream's tags and flags are named one by one: a single per-stream `-map_metadata`
+    switches off ffmpeg's default copying for all the others (languages and titles vanish,
+    an attachment loses the file name Matroska needs), and Matroska's muxer would otherwise
+    invent default flags (`-default_mode passthrough`).
+    """
     argv = [ffmpeg, *COMMON]
     if video_offset_microseconds:
         argv += ["-itsoffset", seconds_argument(video_offset_microseconds)]
@@ -113,18 +150,23 @@ def mux(
     argv += ["-i", file_url(source), "-map", "0:v:0"]
     for stream in kept:
         argv += ["-map", f"1:{stream.index}"]
-    argv += [
-        "-map_metadata", "1",
-        "-map_metadata:s:v:0", f"1:s:{video_index}",
-        "-map_chapters", "1",
-        "-metadata:s:v:0", "ENCODER=",  # the source's encoder tag would name the old codec
-        "-c", "copy",
-    ]  # fmt: skip
+    argv += ["-map_metadata", "1", "-map_chapters", "1"]
+    for output_index, stream in enumerate([video, *kept]):
+        argv += [f"-map_metadata:s:{output_index}", f"1:s:{stream.index}",
+                 f"-disposition:{output_index}", "+".join(stream.dispositions) or "0"]  # fmt: skip
+    for tag in video.stale_tags:
+        argv += ["-metadata:s:0", f"{tag}="]
+    for picture in attached:
+        argv += ["-attach", file_url(picture.path)]
+    for number, picture in enumerate(attached):
+        attachment = f"-metadata:s:t:{sum(1 for s in kept if s.kind == 'attachment') + number}"
+        argv += [attachment, f"filename={picture.filename}", attachment, f"mimetype={picture.mimetype}"]
+    argv += ["-c", "copy"]
     for output_index, stream in enumerate(kept, start=1):
         converted = MATROSKA_SUBTITLE_CONVERSIONS.get(stream.codec)
         if stream.kind == "subtitle" and converted:
             argv += [f"-c:{output_index}", converted]
-    argv += ["-f", "matroska", "-y", file_url(output)]
+    argv += ["-default_mode", "passthrough", "-f", "matroska", "-y", file_url(output)]
     return argv
 
 

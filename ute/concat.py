@@ -6,8 +6,9 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from ute import commands, runner, tools
-from ute.commands import KeptStream, Segment
+from ute import commands, compare, facts, runner, tools
+from ute.commands import AttachedFile, KeptStream, Segment
+from ute.facts import KEPT_DISPOSITIONS, MediaFacts, StreamFacts
 from ute.jobs import segment_name
 from ute.plan import Chunk
 from ute.probe import SourceInfo
@@ -15,17 +16,8 @@ from ute.probe import SourceInfo
 log = logging.getLogger(__name__)
 
 CONCAT_LIST_NAME = "segments.ffconcat"
-# Matroska has no place for these; they are left out with a warning.
-DROPPED_KINDS = frozenset({"data", "unknown"})
-
-
-def kept_streams(info: SourceInfo) -> list[KeptStream]:
-    """Every source stream except the one being encoded and those Matroska cannot hold."""
-    return [
-        KeptStream(stream.index, stream.kind, stream.codec)
-        for stream in info.streams
-        if stream.index != info.video_index and stream.kind not in DROPPED_KINDS
-    ]
+PICTURE_TYPES = {"mjpeg": ("jpg", "image/jpeg"), "png": ("png", "image/png"), "bmp": ("bmp", "image/bmp"),
+                 "gif": ("gif", "image/gif"), "webp": ("webp", "image/webp")}  # fmt: skip
 
 
 def segments(info: SourceInfo, chunks: Sequence[Chunk]) -> list[Segment]:
@@ -41,16 +33,38 @@ def segments(info: SourceInfo, chunks: Sequence[Chunk]) -> list[Segment]:
     ]  # fmt: skip
 
 
-def mux(info: SourceInfo, chunks: Sequence[Chunk], work_dir: Path, output: Path) -> None:
+def _kept(stream: StreamFacts, *, encoded: bool = False) -> KeptStream:
+    flags = tuple(sorted(stream.dispositions & set(KEPT_DISPOSITIONS)))
+    stale = tuple(key for key in stream.tags if encoded and key.split("-")[0] in compare.IGNORED_STREAM_TAGS)
+    return KeptStream(stream.index, stream.kind, stream.codec, flags, stale)
+
+
+def cover_file(stream: StreamFacts, work_dir: Path) -> AttachedFile:
+    """Where a cover picture is written for attaching, with the name and type Matroska wants."""
+    extension, mimetype = PICTURE_TYPES.get(stream.codec, ("bin", "application/octet-stream"))
+    filename = stream.tags.get("filename") or f"cover-{stream.index}.{extension}"
+    return AttachedFile(work_dir / f"cover-{stream.index}.{extension}", filename,
+                        stream.tags.get("mimetype") or mimetype)  # fmt: skip
+
+
+def mux(info: SourceInfo, source: MediaFacts, chunks: Sequence[Chunk], work_dir: Path, output: Path) -> None:
     """Write `output` from the segments in work_dir and the source's other streams."""
-    dropped = [s for s in info.streams if s.kind in DROPPED_KINDS]
-    for stream in dropped:
-        log.warning("%s: stream %d (%s) cannot go into Matroska; it is left out",
-                    Path(info.path).name, stream.index, stream.kind)  # fmt: skip
+    name = Path(info.path).name
+    for stream in source.streams:
+        if stream.kind in compare.DROPPED_KINDS:
+            log.warning("%s: stream %d (%s, %s) cannot go into Matroska; it is left out%s", name,
+                        stream.index, stream.kind, stream.codec or "unknown codec",
+                        f" (its tags: {dict(stream.tags)})" if stream.tags else "")  # fmt: skip
+    kept = [s for s in compare.kept(source) if s.index != source.video_index]
+    covers = [s for s in kept if "attached_pic" in s.dispositions]
+    attached = [cover_file(stream, work_dir) for stream in covers]
+    for stream, attachment in zip(covers, attached, strict=True):
+        Path(attachment.path).write_bytes(facts.read_attached_picture(info.path, stream.index))
     concat_list_path = work_dir / CONCAT_LIST_NAME
     concat_list_path.write_text(commands.concat_list(segments(info, chunks)), encoding="utf-8")
     argv = commands.mux(
-        tools.ffmpeg(), concat_list_path, Path(info.path), info.video_index,
-        kept_streams(info), info.microseconds_from_start(info.first_pts), output,
+        tools.ffmpeg(), concat_list_path, Path(info.path), _kept(source.video, encoded=True),
+        [_kept(s) for s in kept if s not in covers], attached,
+        info.microseconds_from_start(info.first_pts), output,
     )  # fmt: skip
     runner.run(argv)

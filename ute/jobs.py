@@ -54,10 +54,15 @@ class ChunkSpec:
     index: int
     start: int
     frames: int
-    seek_microseconds: int
+    start_pts: int  # the first frame's pts in the source's video time base
+    seek_microseconds: int | None = None  # None: read from the file's start
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def input(self) -> commands.ChunkInput:
+        return commands.ChunkInput(self.start_pts, self.frames, self.seek_microseconds)
 
 
 def segment_name(chunk_index: int) -> str:
@@ -95,8 +100,8 @@ def encode(file: FileSpec, chunk: ChunkSpec, job: Job | None = None) -> dict[str
     # A per-attempt name: a late attempt can never write into another attempt's file.
     part = segment.with_name(f"{segment.name}.{attempt[:8]}.part")
     argv = commands.encode_chunk(
-        tools.ffmpeg(), Path(file.source), file.video_index, chunk.seek_microseconds,
-        chunk.frames, EncodeSettings.from_json(file.settings), part,
+        tools.ffmpeg(), Path(file.source), file.video_index, chunk.input,
+        EncodeSettings.from_json(file.settings), part,
     )  # fmt: skip
     started = time.monotonic()
     with _heartbeat(job), _cleanup_on_failure(part, name, file):

@@ -13,7 +13,7 @@ from pathlib import Path
 import redis
 from rq.job import Job
 
-from ute import concat, plan, state, submit, verify
+from ute import concat, facts, plan, state, submit, verify
 from ute.jobs import ChunkSpec, FileSpec
 from ute.probe import SourceInfo
 from ute.progress import ChunkProgress, read_progress
@@ -58,16 +58,13 @@ def prepare(info: SourceInfo, settings: EncodeSettings, work_root: Path) -> Prep
 
 
 def chunk_specs(info: SourceInfo, chunks: Sequence[plan.Chunk], file_id: str) -> list[ChunkSpec]:
-    return [
-        ChunkSpec(
-            file_id=file_id,
-            index=chunk.index,
-            start=chunk.start,
-            frames=chunk.frames,
-            seek_microseconds=info.microseconds_from_start(info.keyframe_pts_at(chunk.start)),
-        )
-        for chunk in chunks
-    ]
+    specs = []
+    for chunk in chunks:
+        start_pts = info.keyframe_pts_at(chunk.start)
+        # Some decoders give garbage after any seek, even to the start: the first chunk reads on.
+        seek = None if chunk.start == 0 else info.microseconds_from_start(start_pts)
+        specs.append(ChunkSpec(file_id, chunk.index, chunk.start, chunk.frames, start_pts, seek))
+    return specs
 
 
 def check_chunks(
@@ -107,8 +104,10 @@ def finalize(
     cannot go unnoticed."""
     partial = output.with_name(f".{output.name}.{prepared.file_id}{PARTIAL_SUFFIX}")
     try:
-        concat.mux(prepared.info, prepared.chunks, prepared.work_dir, partial)
-        verified = verify.verify_output(prepared.info, partial)
+        source = facts.read_facts(prepared.info.path)
+        concat.mux(prepared.info, source, prepared.chunks, prepared.work_dir, partial)
+        verified = verify.verify_output(prepared.info, source, prepared.chunks, partial,
+                                        crop=prepared.settings.crop)  # fmt: skip
         if before_rename:
             before_rename(verified)
         os.replace(partial, output)
