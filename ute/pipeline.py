@@ -13,7 +13,8 @@ from pathlib import Path
 import redis
 from rq.job import Job
 
-from ute import concat, facts, plan, state, submit, verify
+from ute import concat, encodable, facts, plan, state, submit, verify
+from ute.errors import EncodeError
 from ute.jobs import ChunkSpec, FileSpec
 from ute.probe import SourceInfo
 from ute.progress import ChunkProgress, read_progress
@@ -49,7 +50,11 @@ def plan_for(info: SourceInfo, settings: EncodeSettings) -> list[plan.Chunk]:
 
 
 def prepare(info: SourceInfo, settings: EncodeSettings, work_root: Path) -> PreparedFile:
-    """Plan the file; its id (and so its work folder) changes with its path, size, mtime, settings."""
+    """Plan the file; its id (and so its work folder) changes with its path, size, mtime, settings.
+    EncodeError if it can never be encoded as it is."""
+    refused = encodable.refusal(info, settings)
+    if refused:
+        raise EncodeError(refused)
     chunks = plan_for(info, settings)
     file_id = state.fingerprint(info.path, info.size, info.mtime_ns, json.dumps(settings.to_json()))
     work_dir = work_root / file_id
