@@ -245,3 +245,27 @@ def test_a_chunk_that_failed_on_one_worker_is_retried_on_another(tmp_path: Path,
     assert ["broken"] in failures, "the broken worker took at least one chunk"
     assert all(failed_on in ([], ["broken"]) for failed_on in failures), failures
     assert "leaving it to another worker" in (tmp_path / "broken.log").read_text()
+
+
+def test_a_chunk_that_fails_the_same_way_on_two_workers_fails_the_file_without_more_retries(
+    tmp_path: Path, clean_redis: str
+) -> None:
+    """A failure no retry can mend costs two tries, not four spread over two and a half minutes."""
+    failing_ffmpeg = tmp_path / "failing-ffmpeg"
+    failing_ffmpeg.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" libx265 "*) ;; *) exec "{tools.ffmpeg()}" "$@";; esac\n'
+        'echo "x265 [error]: this input can never be encoded" >&2\nexit 1\n'
+    )  # fmt: skip
+    failing_ffmpeg.chmod(0o755)
+    source = make_clip(tmp_path / "movie.mkv", seconds=2, gop=24)
+    run = subprocess.run(
+        [sys.executable, "-m", "ute.cli", "encode", str(source), "-o", str(tmp_path / "out.mkv"),
+         "--workers", "2", "--redis-url", clean_redis, "--preset", "ultrafast"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "UTE_FFMPEG": str(failing_ffmpeg), "UTE_RETRY_DELAYS": "0.5,0.5,0.5"},
+    )  # fmt: skip
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if line.startswith("ute: error:")]
+    assert len(errors) == 1 and errors[0].endswith("can never be encoded (failed 2 times)"), run.stderr
+    assert not (tmp_path / "out.mkv").exists()

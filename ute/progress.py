@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rq.job import Job, JobStatus
 
 from ute.plan import Chunk
-from ute.submit import retry_delay
+from ute.submit import failure_message, retry_delay
 
 BROKEN_STATES = (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
 
@@ -53,9 +53,4 @@ def read_progress(jobs: Sequence[Job | None], chunks: Sequence[Chunk]) -> ChunkP
 
 def failure_reason(job: Job, chunk: Chunk) -> str:
     """The last line of the job's exception, without the exception's class name."""
-    result = job.latest_result()
-    lines = [line for line in (result.exc_string or "" if result else "").splitlines() if line.strip()]
-    if not lines:
-        return f"chunk {chunk.index} {job.get_status(refresh=False)}"
-    kind, separator, message = lines[-1].partition(": ")
-    return message if separator and (kind.endswith("Error") or kind.endswith("Exception")) else lines[-1]
+    return failure_message(job) or f"chunk {chunk.index} {job.get_status(refresh=False)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,6 +48,7 @@ def requeue_at_front(connection: redis.Redis, job: Job, *, failed: bool = False)
         "requeues": int(job.meta.get("requeues", 0)) + 1,
         "failures": int(job.meta.get("failures", 0)) + int(failed),
         "failed_on": [*job.meta.get("failed_on", []), *([job.worker_name] if failed else [])],
+        "errors": [*job.meta.get("errors", []), *([error_signature(job)] if failed else [])],
     }
     job.delete()
     generation = state.next_generation(connection, spec["file_id"], spec["index"])
@@ -55,10 +57,43 @@ def requeue_at_front(connection: redis.Redis, job: Job, *, failed: bool = False)
 
 
 def retry_delay(job: Job) -> float | None:
-    """Seconds to wait before a failed chunk is tried again, or None when it has failed too often."""
+    """Seconds to wait before a failed chunk is tried again, or None when it has failed too often
+    or the same way on two workers (a failure that no retry will mend)."""
     failures = int(job.meta.get("failures", 0))  # before this one
     delays = chunk_retry_delays()
-    return delays[failures] if failures < len(delays) else None
+    if failures >= len(delays) or repeats_earlier_failure(job):
+        return None
+    return delays[failures]
+
+
+def repeats_earlier_failure(job: Job) -> bool:
+    """The same error, on another worker, as an earlier attempt at this chunk."""
+    earlier = job.meta.get("errors", [])
+    failed_on = job.meta.get("failed_on", [])
+    if not earlier:
+        return False
+    signature = error_signature(job)
+    return any(error == signature and worker != job.worker_name
+               for error, worker in zip(earlier, failed_on, strict=False))  # fmt: skip
+
+
+def failure_message(job: Job) -> str:
+    """The last line of the job's exception, without the exception's class name."""
+    result = job.latest_result()
+    lines = [line for line in (result.exc_string or "" if result else "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    kind, separator, message = lines[-1].partition(": ")
+    return message if separator and (kind.endswith("Error") or kind.endswith("Exception")) else lines[-1]
+
+
+_ADDRESS = re.compile(r"0x[0-9a-f]+")
+
+
+def error_signature(job: Job) -> str:
+    """A failure's message with what differs between two runs of the same failure (addresses in
+    ffmpeg's log prefixes) taken out."""
+    return _ADDRESS.sub("0x", failure_message(job))
 
 
 def _job_kwargs(spec: dict[str, Any], job_id: str) -> dict[str, Any]:
