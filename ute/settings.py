@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ute.errors import SettingsError
+from ute.x265_params import check as check_x265_params
 
 DEFAULT_CRF = 28.0
 DEFAULT_PRESET = "medium"
@@ -31,7 +32,6 @@ ENV_LOG_TTL = "UTE_LOG_TTL"
 ENV_REDIS_URL = "UTE_REDIS_URL"
 ENV_FFMPEG = "UTE_FFMPEG"
 
-_X265_PARAM = re.compile(r"^[A-Za-z0-9-]+(=[^:]*)?$")
 _CROP = re.compile(r"^(?P<w>\d+):(?P<h>\d+):(?P<x>\d+):(?P<y>\d+)$")
 
 
@@ -54,11 +54,8 @@ class EncodeSettings:
             raise SettingsError(
                 f"unknown x265 preset {self.preset!r}: use one of {', '.join(X265_PRESETS)}"
             )
-        for param in filter(None, self.x265_params.split(":")):
-            if not _X265_PARAM.match(param):
-                raise SettingsError(
-                    f"x265 parameter {param!r} is not of the form key=value (join several with ':')"
-                )
+        # Every source of settings comes through here: no file-touching or unknown x265 parameter.
+        check_x265_params(self.x265_params)
         if self.chunk_frames is not None and self.chunk_frames < 1:
             raise SettingsError(f"chunk frames {self.chunk_frames} must be a positive number")
         if self.crop is not None:
