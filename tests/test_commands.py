@@ -79,7 +79,7 @@ def test_mux_maps_every_kept_stream_in_source_order_and_converts_mov_text() -> N
                         PurePosixPath("/out/x.mkv"))  # fmt: skip
     maps = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-map"]
     assert maps == ["0:v:0", "1:0", "1:2", "1:3"]
-    assert argv[argv.index("-c:2") + 1] == "srt"
+    assert argv[argv.index("-c:2") + 1] == "subrip"
     assert "-itsoffset" not in argv
     assert argv[argv.index("-map_chapters") + 1] == "1"
     # every stream's tags and flags by name: one explicit mapping switches off all default copying
@@ -91,6 +91,13 @@ def test_mux_maps_every_kept_stream_in_source_order_and_converts_mov_text() -> N
     assert ("-attach", "file:/w/cover-4.jpg") in pairs
     assert {("-metadata:s:t:1", "filename=cover.jpg"), ("-metadata:s:t:1", "mimetype=image/jpeg")} <= pairs
     assert argv[argv.index("-default_mode") + 1] == "passthrough"
+    assert "-field_order:0" not in argv
+
+
+def test_mux_restores_an_interlaced_field_order() -> None:
+    argv = commands.mux("ffmpeg", PurePosixPath("/w/list"), WEIRD, KeptStream(0, "video", "h264"), [], [],
+                        0, PurePosixPath("/out/x.mkv"), field_order="tt")  # fmt: skip
+    assert argv[argv.index("-field_order:0") + 1] == "tt"
 
 
 def test_mux_shifts_video_that_starts_after_the_other_streams() -> None:

@@ -14,7 +14,7 @@ from ute.settings import EncodeSettings
 
 COMMON = ("-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-progress", "pipe:1")
 # Subtitle codecs Matroska cannot hold, and what they become.
-MATROSKA_SUBTITLE_CONVERSIONS = {"mov_text": "srt"}
+MATROSKA_SUBTITLE_CONVERSIONS = {"mov_text": "subrip"}
 
 
 @dataclass(frozen=True)
@@ -135,13 +135,15 @@ def mux(
     attached: Sequence[AttachedFile],
     video_offset_microseconds: int,
     output: PurePath,
+    field_order: str | None = None,
 ) -> list[str]:
     """Join the segments and copy every kept source stream, the tags and the chapters.
 
     Each stream's tags and flags are named one by one: a single per-stream `-map_metadata`
     switches off ffmpeg's default copying for all the others (languages and titles vanish,
     an attachment loses the file name Matroska needs), and Matroska's muxer would otherwise
-    invent default flags (`-default_mode passthrough`).
+    invent default flags (`-default_mode passthrough`). The encoder derives an interlaced
+    video's field order from its frames (top first becomes "tb"); the source's is restored.
     """
     argv = [ffmpeg, *COMMON]
     if video_offset_microseconds:
@@ -162,6 +164,8 @@ def mux(
         attachment = f"-metadata:s:t:{sum(1 for s in kept if s.kind == 'attachment') + number}"
         argv += [attachment, f"filename={picture.filename}", attachment, f"mimetype={picture.mimetype}"]
     argv += ["-c", "copy"]
+    if field_order:
+        argv += ["-field_order:0", field_order]
     for output_index, stream in enumerate(kept, start=1):
         converted = MATROSKA_SUBTITLE_CONVERSIONS.get(stream.codec)
         if stream.kind == "subtitle" and converted:

@@ -21,17 +21,22 @@ DROPPED_KINDS = frozenset({"data", "unknown"})
 # - encoder: names the program that wrote the file or stream (now ffmpeg/x265);
 # - major_brand, minor_version, compatible_brands, handler_name, vendor_id: MP4/MOV box fields
 #   with no Matroska meaning;
+# - creation_time on a stream: MP4's per-track date (mdhd box); Matroska has one date, the
+#   file's, which is kept;
 # - duration, number_of_frames, number_of_bytes, bps and _statistics_*: statistics that
 #   Matroska muxers write (mkvmerge, ffmpeg), stale after any change.
 IGNORED_FILE_TAGS = frozenset({"encoder", "major_brand", "minor_version", "compatible_brands", "duration"})
 IGNORED_STREAM_TAGS = frozenset({
-    "encoder", "handler_name", "vendor_id", "duration", "number_of_frames", "number_of_bytes", "bps",
+    "encoder", "handler_name", "creation_time", "vendor_id", "duration", "number_of_frames",
+    "number_of_bytes", "bps",
     "_statistics_writing_app", "_statistics_writing_date_utc", "_statistics_tags",
 })  # fmt: skip
 # A cover picture from MP4 has neither; Matroska needs both, so they are added.
 ATTACHMENT_TAGS = frozenset({"filename", "mimetype"})
 # Codecs that Matroska cannot hold become these (the same text, another format).
 CONVERTED_CODECS = {"mov_text": "subrip"}
+# One codec, two decoder names: FFmpeg decodes SubRip with its "srt" decoder.
+CODEC_ALIASES = {"srt": "subrip"}
 ENCODED_CODEC = "hevc"
 COLOR_RANGE_UNSPECIFIED, COLOR_RANGE_TV = 0, 1
 
@@ -110,7 +115,7 @@ def _stream(
         expected_codec = its.codec  # an attachment's "codec" is its container's guess from the name
     if mine.kind != its.kind:
         yield Difference(where, "kind", mine.kind, its.kind)
-    if its.codec != expected_codec:
+    if CODEC_ALIASES.get(its.codec, its.codec) != CODEC_ALIASES.get(expected_codec, expected_codec):
         yield Difference(where, "codec", expected_codec, its.codec)
     for field in ("language", "title", "attachment_md5"):
         if getattr(mine, field) != getattr(its, field):

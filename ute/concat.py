@@ -16,6 +16,7 @@ from ute.probe import SourceInfo
 log = logging.getLogger(__name__)
 
 CONCAT_LIST_NAME = "segments.ffconcat"
+INTERLACED = frozenset({"tt", "bb", "tb", "bt"})
 PICTURE_TYPES = {"mjpeg": ("jpg", "image/jpeg"), "png": ("png", "image/png"), "bmp": ("bmp", "image/bmp"),
                  "gif": ("gif", "image/gif"), "webp": ("webp", "image/webp")}  # fmt: skip
 
@@ -66,5 +67,6 @@ def mux(info: SourceInfo, source: MediaFacts, chunks: Sequence[Chunk], work_dir:
         tools.ffmpeg(), concat_list_path, Path(info.path), _kept(source.video, encoded=True),
         [_kept(s) for s in kept if s not in covers], attached,
         info.microseconds_from_start(info.first_pts), output,
+        field_order=source.picture.field_order if source.picture.field_order in INTERLACED else None,
     )  # fmt: skip
     runner.run(argv)

@@ -109,7 +109,9 @@ def read_facts(path: str | os.PathLike[str]) -> MediaFacts:
             raise ProbeError(f"{os.fspath(path)}: no video stream found")
         av_video = container.streams[video.index]
         picture = _picture_facts(container, av_video)
-        frame_pts = _frame_pts(container, video.index)
+        frame_pts, starts = _demux(container, video.index)
+        starts.update(_audio_starts(path))
+        streams = tuple(replace(s, start_seconds=starts.get(s.index, s.start_seconds)) for s in streams)
         time_base = Fraction(av_video.time_base.numerator, av_video.time_base.denominator)
         return MediaFacts(
             container=container.format.name,
@@ -200,13 +202,41 @@ def _first_frame(container: Any, video: Any) -> Any:
     raise ProbeError(f"{container.name}: its video holds no frame that decodes")
 
 
-def _frame_pts(container: Any, video_index: int) -> tuple[int, ...]:
+def _demux(container: Any, video_index: int) -> tuple[tuple[int, ...], dict[int, float]]:
+    """The main video's frame pts in presentation order, and where each stream's first packet
+    lies in seconds (what a demuxer reports as a stream's start is only an estimate)."""
     pts: list[int] = []
-    for packet in container.demux(container.streams[video_index]):
+    starts: dict[int, float] = {}
+    for packet in container.demux():
         timestamp = packet.pts if packet.pts is not None else packet.dts
-        if timestamp is not None and packet.size:
+        if timestamp is None or not packet.size:
+            continue
+        index = packet.stream.index
+        if index == video_index:
             pts.append(timestamp)
-    return tuple(sorted(pts))
+        seconds = float(timestamp * packet.time_base)
+        if index not in starts or seconds < starts[index]:
+            starts[index] = seconds
+    return tuple(sorted(pts)), starts
+
+
+def _audio_starts(path: str | os.PathLike[str]) -> dict[int, float]:
+    """Where each audio stream's first decoded samples lie: packet times differ between muxers
+    by the encoder's priming (AAC's 1024 samples), which the decoder skips. Each stream is read
+    from a fresh demuxer: after a seek, decoders skip differently."""
+    starts: dict[int, float] = {}
+    with av.open(str(path), metadata_errors="ignore") as container:
+        indices = [audio.index for audio in container.streams.audio]
+    for index in indices:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            frames = container.decode(container.streams[index])
+            try:
+                frame = next((f for f in frames if f.pts is not None), None)
+            except av.error.FFmpegError:
+                frame = None
+            if frame is not None:
+                starts[index] = float(frame.pts * frame.time_base)
+    return starts
 
 
 def _chapters(container: Any) -> Iterable[Chapter]:

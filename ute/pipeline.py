@@ -13,7 +13,7 @@ from pathlib import Path
 import redis
 from rq.job import Job
 
-from ute import concat, encodable, facts, plan, state, submit, verify
+from ute import concat, encodable, facts, plan, state, submit, tools, verify, x265_params
 from ute.errors import EncodeError
 from ute.jobs import ChunkSpec, FileSpec
 from ute.probe import SourceInfo
@@ -55,6 +55,7 @@ def prepare(info: SourceInfo, settings: EncodeSettings, work_root: Path) -> Prep
     refused = encodable.refusal(info, settings)
     if refused:
         raise EncodeError(refused)
+    x265_params.check_with_encoder(tools.ffmpeg(), settings)  # ffmpeg only warns of bad ones
     chunks = plan_for(info, settings)
     file_id = state.fingerprint(info.path, info.size, info.mtime_ns, json.dumps(settings.to_json()))
     work_dir = work_root / file_id
