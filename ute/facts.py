@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
@@ -246,8 +246,11 @@ def _chapters(container: Any) -> Iterable[Chapter]:
                       chapter["metadata"].get("title", ""))  # fmt: skip
 
 
+Shrink = Callable[[Any], Any]  # a grey picture (numpy array) to what is kept of it
+
+
 def pictures_at(
-    path: str | os.PathLike[str], video_index: int, wanted: Mapping[int, int | None]
+    path: str | os.PathLike[str], video_index: int, wanted: Mapping[int, int | None], shrink: Shrink
 ) -> dict[int, Any]:
     """Grey pictures (numpy arrays) of the frames whose pts are the keys of `wanted`.
 
@@ -261,20 +264,22 @@ def pictures_at(
         video = container.streams[video_index]
         step = round(1 / video.time_base) if video.time_base else 1  # a second
         for start, targets in by_start.items():
-            found = None if start is None else _decode_from(container, video, start, targets)
+            found = None if start is None else _decode_from(container, video, start, targets, shrink)
             # Some demuxers (MPEG-TS) land after the keyframe asked for: go back further.
             for seconds_back in SEEK_RETREATS_SECONDS if start is not None else ():
                 if found is not None:
                     break
-                found = _decode_from(container, video, start - seconds_back * step, targets)
+                found = _decode_from(container, video, start - seconds_back * step, targets, shrink)
             if found is None:  # from the start, in a fresh demuxer: no seek at all
                 with av.open(str(path)) as fresh:
-                    found = _decode_from(fresh, fresh.streams[video_index], None, targets)
+                    found = _decode_from(fresh, fresh.streams[video_index], None, targets, shrink)
             pictures.update(found or {})
     return pictures
 
 
-def _decode_from(container: Any, video: Any, start: int | None, targets: set[int]) -> dict[int, Any] | None:
+def _decode_from(
+    container: Any, video: Any, start: int | None, targets: set[int], shrink: Shrink
+) -> dict[int, Any] | None:
     """The targets' pictures, decoding from a seek to start (None: the file's start); None unless
     every target came out (the demuxer landed after one)."""
     if start is not None:
@@ -286,14 +291,14 @@ def _decode_from(container: Any, video: Any, start: int | None, targets: set[int
         if not found and frame.pts > min(targets):
             return None
         if frame.pts in targets:
-            found[frame.pts] = frame.to_ndarray(format="gray")
+            found[frame.pts] = shrink(frame.to_ndarray(format="gray"))
         if frame.pts >= max(targets):
             break
     return found if len(found) == len(targets) else None
 
 
 def decode_all(
-    path: str | os.PathLike[str], video_index: int, positions: set[int]
+    path: str | os.PathLike[str], video_index: int, positions: set[int], shrink: Shrink
 ) -> tuple[int, dict[int, Any]]:
     """Decode every frame of the video: how many came out, and grey pictures of those at the
     given positions (in presentation order)."""
@@ -305,7 +310,7 @@ def decode_all(
             video.thread_type = "AUTO"
             for count, frame in enumerate(container.decode(video), start=1):
                 if count - 1 in positions:
-                    pictures[count - 1] = frame.to_ndarray(format="gray")
+                    pictures[count - 1] = shrink(frame.to_ndarray(format="gray"))
     except av.error.FFmpegError as error:
         raise ProbeError(f"{os.fspath(path)}: frame {count + 1} does not decode ({error})") from error
     return count, pictures

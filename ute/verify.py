@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,12 @@ log = logging.getLogger(__name__)
 # real encodes, even at crf 51, score well above it.
 PICTURE_FLOOR_DB = 18.0
 # An output frame that is this much closer to another sampled source frame than to its own
-# is in the wrong place.
+# is in the wrong place; the samples of this many chunks on either side are looked at.
 MISPLACED_MARGIN_DB = 1.0
+NEIGHBOUR_CHUNKS = 3
+# Pictures are compared at about this width (block means): enough to tell garbage and wrong
+# places apart, and a 2-hour film's samples stay within a few tens of megabytes.
+COMPARED_WIDTH = 160
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,24 @@ class PictureScore:
     best_other_position: int
 
 
+def shrink(picture: Any) -> Any:
+    """A grey picture reduced by whole blocks to about COMPARED_WIDTH across (block means)."""
+    factor = max(1, picture.shape[1] // COMPARED_WIDTH)
+    height, width = (picture.shape[0] // factor) * factor, (picture.shape[1] // factor) * factor
+    blocks = picture[:height, :width].reshape(height // factor, factor, width // factor, factor)
+    return blocks.mean(axis=(1, 3))
+
+
+def cropped_shrink(crop: str | None) -> Callable[[Any], Any]:
+    if not crop:
+        return shrink
+    width, height, x, y = (int(part) for part in crop.split(":"))
+    return lambda picture: shrink(picture[y : y + height, x : x + width])
+
+
 def psnr(first: Any, second: Any) -> float:
-    """Peak signal-to-noise ratio of two 8-bit grey pictures, in dB (inf when equal)."""
+    """Peak signal-to-noise ratio of two 8-bit grey pictures (or their shrunk forms), in dB
+    (inf when equal)."""
     error = numpy.mean((first.astype(numpy.float64) - second.astype(numpy.float64)) ** 2)
     return math.inf if error == 0 else 10 * math.log10(255**2 / error)
 
@@ -78,14 +98,16 @@ def sample_positions(chunks: Sequence[Chunk]) -> dict[int, int]:
 def score_pictures(
     source_pictures: Mapping[int, Any], output_pictures: Mapping[int, Any], samples: Mapping[int, int]
 ) -> list[PictureScore]:
-    """Each output sample against its own source frame and against the other samples whose
-    pictures differ from it."""
+    """Each output sample against its own source frame and against the samples of the chunks
+    around it whose pictures differ from it."""
     scores = []
     for position, chunk in sorted(samples.items()):
         mine, its = source_pictures[position], output_pictures[position]
         best_db, best_position = -math.inf, position
         for other, picture in source_pictures.items():
-            if other == position or picture.shape != mine.shape or numpy.array_equal(picture, mine):
+            if abs(samples[other] - chunk) > NEIGHBOUR_CHUNKS or other == position:
+                continue
+            if picture.shape != mine.shape or numpy.array_equal(picture, mine):
                 continue
             other_db = psnr(its, picture)
             if other_db > best_db:
@@ -102,14 +124,8 @@ def _source_pictures(
     for position in positions:
         keyframe = info.keyframes[bisect.bisect_right(info.keyframes, position) - 1]
         wanted[pts_list[position]] = None if keyframe == 0 else info.keyframe_pts_at(keyframe)
-    by_pts = facts.pictures_at(info.path, info.video_index, wanted)
-    pictures = {position: by_pts[pts_list[position]] for position in positions
-                if pts_list[position] in by_pts}  # fmt: skip
-    if crop:
-        width, height, x, y = (int(part) for part in crop.split(":"))
-        pictures = {position: picture[y : y + height, x : x + width]
-                    for position, picture in pictures.items()}  # fmt: skip
-    return pictures
+    by_pts = facts.pictures_at(info.path, info.video_index, wanted, cropped_shrink(crop))
+    return {position: by_pts[pts_list[position]] for position in positions if pts_list[position] in by_pts}
 
 
 def verify_output(
@@ -129,7 +145,7 @@ def verify_output(
 
     samples = sample_positions(chunks)
     try:
-        decoded, output_pictures = facts.decode_all(output, output_facts.video_index, set(samples))
+        decoded, output_pictures = facts.decode_all(output, output_facts.video_index, set(samples), shrink)
     except ProbeError as error:
         raise VerifyError(f"output {name} does not decode: {error}") from error
     if decoded != source.frame_count:
