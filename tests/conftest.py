@@ -13,7 +13,7 @@ from typing import TypeVar
 import psutil
 import pytest
 
-from ute import runner, state
+from ute import runner, state, tools
 from ute.redis_server import private_redis
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -82,3 +82,16 @@ def wait_for(
 
 def start_worker(redis_url: str, log_path: Path, *extra: str) -> subprocess.Popen[bytes]:
     return spawn([sys.executable, "-m", "ute.worker", "--redis-url", redis_url, *extra], log_path)
+
+
+def failing_ffmpeg(folder: Path, message: str) -> Path:
+    """An ffmpeg whose chunk encodes fail with `message` on stderr; everything else (the version
+    and encoder checks, plan-time trial encodes) runs the real one."""
+    script = folder / "failing-ffmpeg"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" trim=start_pts="*) ;; *) exec "{tools.ffmpeg()}" "$@";; esac\n'
+        f"echo '{message}' >&2\nexit 1\n"
+    )  # fmt: skip
+    script.chmod(0o755)
+    return script

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import run_ute, spawn, start_worker, wait_for
+from conftest import failing_ffmpeg, run_ute, spawn, start_worker, wait_for
 from media import frame_hashes, make_clip
 from rq import Worker
 from rq.job import Job
@@ -212,13 +212,7 @@ def test_a_stuck_encoder_is_stopped_and_its_chunk_runs_elsewhere(tmp_path: Path,
 def test_a_chunk_that_failed_on_one_worker_is_retried_on_another(tmp_path: Path, clean_redis: str) -> None:
     """A machine whose encoder is broken fails each chunk once; the retries go to the good one
     (with nobody to prefer, the broken worker would fail the same chunk four times)."""
-    broken_ffmpeg = tmp_path / "broken-ffmpeg"
-    broken_ffmpeg.write_text(
-        "#!/bin/sh\n"
-        f'case " $* " in *" -encoders "*|*" -version "*) exec "{tools.ffmpeg()}" "$@";; esac\n'
-        'echo "this machine\'s encoder is broken" >&2\nexit 1\n'
-    )  # fmt: skip
-    broken_ffmpeg.chmod(0o755)
+    broken_ffmpeg = failing_ffmpeg(tmp_path, "this machine's encoder is broken")
     connection = state.connect(clean_redis)
     present = lambda *names: set(names) <= {w["name"] for w in state.live_workers(connection)}  # noqa: E731
     broken = spawn([sys.executable, "-m", "ute.worker", "--redis-url", clean_redis, "--name", "broken"],
@@ -251,19 +245,13 @@ def test_a_chunk_that_fails_the_same_way_on_two_workers_fails_the_file_without_m
     tmp_path: Path, clean_redis: str
 ) -> None:
     """A failure no retry can mend costs two tries, not four spread over two and a half minutes."""
-    failing_ffmpeg = tmp_path / "failing-ffmpeg"
-    failing_ffmpeg.write_text(
-        "#!/bin/sh\n"
-        f'case " $* " in *" libx265 "*) ;; *) exec "{tools.ffmpeg()}" "$@";; esac\n'
-        'echo "x265 [error]: this input can never be encoded" >&2\nexit 1\n'
-    )  # fmt: skip
-    failing_ffmpeg.chmod(0o755)
+    ffmpeg = failing_ffmpeg(tmp_path, "x265 [error]: this input can never be encoded")
     source = make_clip(tmp_path / "movie.mkv", seconds=2, gop=24)
     run = subprocess.run(
         [sys.executable, "-m", "ute.cli", "encode", str(source), "-o", str(tmp_path / "out.mkv"),
          "--workers", "2", "--redis-url", clean_redis, "--preset", "ultrafast"],
         capture_output=True, text=True, timeout=300,
-        env={**os.environ, "UTE_FFMPEG": str(failing_ffmpeg), "UTE_RETRY_DELAYS": "0.5,0.5,0.5"},
+        env={**os.environ, "UTE_FFMPEG": str(ffmpeg), "UTE_RETRY_DELAYS": "0.5,0.5,0.5"},
     )  # fmt: skip
     assert run.returncode == 1
     errors = [line for line in run.stderr.splitlines() if line.startswith("ute: error:")]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import spawn, wait_for
+from conftest import failing_ffmpeg, spawn, wait_for
 from media import frame_hashes, make_clip
 from rq import Queue
 from rq.registry import FinishedJobRegistry
@@ -210,16 +210,17 @@ def test_a_chunk_that_keeps_failing_fails_its_file_cleanly(service_folder: Path,
     source = make_clip(service_folder / "movie.mkv", seconds=2)
     serve = spawn(
         [sys.executable, "-m", "ute.cli", "serve", "--inbox", str(inbox), "--outbox", str(outbox),
-         *NO_PLUGINS, *SERVICE_OPTIONS, "--workers", "1", "--redis-url", clean_redis,
-         "--x265-params", "ctu=7"],  # x265 refuses this: every try of every chunk fails
-        log_path=log, env={**os.environ, "UTE_RETRY_DELAYS": "0.2,0.5,1"},
+         *NO_PLUGINS, *SERVICE_OPTIONS, "--workers", "1", "--redis-url", clean_redis],
+        log_path=log,  # every try of every chunk fails, on the one worker there is
+        env={**os.environ, "UTE_RETRY_DELAYS": "0.2,0.5,1",
+             "UTE_FFMPEG": str(failing_ffmpeg(service_folder, "x265 [error]: the encoder broke"))},
     )  # fmt: skip
     (inbox / "movie.mkv").write_bytes(source.read_bytes())
     reason_file = inbox / "failed" / "movie.mkv.error.txt"
     wait_for(reason_file.exists, "the file to fail", log=log, process=serve)
     assert serve.poll() is None
     reason = reason_file.read_text()
-    assert "max cu size must be 16, 32, or 64" in reason and "failed 4 times" in reason
+    assert "the encoder broke" in reason and "failed 4 times" in reason
     assert "encodes it again" in reason and "`ute retry " in reason
     assert (inbox / "failed" / "movie.mkv").read_bytes() == source.read_bytes()
     assert [p.name for p in outbox.iterdir() if not p.name.startswith(".")] == []

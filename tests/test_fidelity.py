@@ -1,0 +1,126 @@
+"""The corpus of real-world source shapes through `ute encode`, checked by an independent reader.
+
+Every shape (tests/corpus.py) is encoded losslessly by two real workers in 24-frame chunks and
+must come back frame-exact with every stream, tag, flag, attachment and chapter, as
+tests/independent.py (PyAV only, no UTE code) sees them; a lossy encode of every shape must pass
+UTE's own verifier; and the verifier must reject outputs doctored the ways real bugs did.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import corpus
+import independent
+import pytest
+from conftest import run_ute
+
+from ute import jobs, pipeline, runner
+from ute.errors import VerifyError
+from ute.probe import probe
+from ute.settings import EncodeSettings
+
+pytestmark = pytest.mark.slow
+
+LOSSLESS = ("--x265-params", "lossless=1", "--preset", "ultrafast", "--chunk-frames", "24")
+SHAPES = [pytest.param(shape.name, id=shape.name) for shape in corpus.SHAPES]
+
+
+@pytest.fixture(scope="module")
+def two_workers(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Two real workers shared by the module's encodes (`ute encode --workers 0` uses them)."""
+    logs = tmp_path_factory.mktemp("workers")
+    workers = [runner.spawn([sys.executable, "-m", "ute.worker", "--redis-url", redis_url, "--name",
+                             f"corpus-{number}"], log_path=logs / f"{number}.log")
+               for number in (1, 2)]  # fmt: skip
+    yield redis_url
+    runner.stop(workers, cold=True, grace_seconds=5)
+
+
+def encode(source: Path, output: Path, redis_url: str, *options: str) -> subprocess.CompletedProcess[str]:
+    return run_ute("encode", source, "-o", output, "--workers", "0", "--redis-url", redis_url, *options)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_shape_comes_back_frame_exact_with_everything_it_had(
+    shape: str, tmp_path: Path, two_workers: str
+) -> None:
+    source = corpus.make(shape, tmp_path)
+    output = tmp_path / "out" / "encoded.mkv"
+    output.parent.mkdir()
+    run = encode(source, output, two_workers, *LOSSLESS)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(pipeline.plan_for(probe(source), EncodeSettings(chunk_frames=24))) >= 2
+    original = independent.describe(source)
+    result = independent.describe(output, pixel_format=original["video"]["pixel_format"])
+    assert independent.compare(original, result) == []
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_shape_encoded_lossy_passes_the_verifier(shape: str, tmp_path: Path, two_workers: str) -> None:
+    source = corpus.make(shape, tmp_path)
+    output = tmp_path / "encoded.mkv"
+    run = encode(source, output, two_workers, "--preset", "ultrafast", "--crf", "32", "--chunk-frames", "24")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert output.exists()
+
+
+def encoded_in_process(source: Path, work: Path, **settings: object) -> pipeline.PreparedFile:
+    """A file's segments, encoded here without a queue, ready to be muxed (or doctored first)."""
+    prepared = pipeline.prepare(probe(source), EncodeSettings(preset="ultrafast", chunk_frames=24,
+                                                              **settings), work)  # type: ignore[arg-type]
+    prepared.work_dir.mkdir(parents=True)
+    for spec in prepared.specs:
+        jobs.encode(prepared.file_spec, spec)
+    return prepared
+
+
+def test_an_output_with_two_chunks_swapped_fails_verification(tmp_path: Path) -> None:
+    """Same frame count, same timestamps, every stream there: only the pictures tell."""
+    source = corpus.make("mkv_many_tracks", tmp_path)
+    prepared = encoded_in_process(source, tmp_path / "work")
+    first, second = (prepared.work_dir / jobs.segment_name(index) for index in (0, 1))
+    assert prepared.chunks[0].frames == prepared.chunks[1].frames
+    first.rename(tmp_path / "swap")
+    second.rename(first)
+    (tmp_path / "swap").rename(second)
+    output = tmp_path / "out.mkv"
+    with pytest.raises(VerifyError, match=r"frame 0 \(chunk 0\): picture is 'frame 24'"):
+        pipeline.finalize(prepared, output)
+    assert not output.exists() and list(tmp_path.glob(".out.mkv.*")) == []
+
+
+def test_an_output_with_a_chunk_of_garbage_fails_verification(tmp_path: Path) -> None:
+    """The AVI bug: a chunk whose pictures are grey garbage, of the right length."""
+    source = corpus.make("webm_vp9", tmp_path)
+    prepared = encoded_in_process(source, tmp_path / "work")
+    chunk = prepared.chunks[1]
+    info = probe(source)
+    grey = tmp_path / "grey.mkv"
+    runner.run([shutil.which("ffmpeg") or _ffmpeg(), "-v", "error", "-f", "lavfi", "-i",
+                f"color=c=gray:s={info.width}x{info.height}:r={info.fps}", "-frames:v", str(chunk.frames),
+                "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error",
+                "-pix_fmt", info.pix_fmt, f"file:{grey}"])  # fmt: skip
+    grey.replace(prepared.work_dir / jobs.segment_name(chunk.index))
+    with pytest.raises(VerifyError, match=rf"frame {chunk.start} \(chunk 1\): picture PSNR"):
+        pipeline.finalize(prepared, tmp_path / "out.mkv")
+
+
+def _ffmpeg() -> str:
+    from ute import tools
+
+    return tools.ffmpeg()
+
+
+def test_bad_x265_values_fail_at_plan_time_in_x265s_words(tmp_path: Path) -> None:
+    source = corpus.make("webm_vp9", tmp_path)
+    run = run_ute("encode", source, "-o", tmp_path / "out.mkv", "--x265-params", "aq-mode=99")
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == (
+        "ute: error: the encoder refuses x265 parameters 'aq-mode=99' (preset medium, crf 28): "
+        "Aq-Mode is out of range | Cannot open libx265 encoder."
+    )
