@@ -8,7 +8,6 @@ UTE's own verifier; and the verifier must reject outputs doctored the ways real 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import independent
 import pytest
 from conftest import run_ute
 
-from ute import jobs, pipeline, runner
+from ute import facts, jobs, pipeline, runner, tools, verify
 from ute.errors import VerifyError
 from ute.probe import probe
 from ute.settings import EncodeSettings
@@ -101,19 +100,13 @@ def test_an_output_with_a_chunk_of_garbage_fails_verification(tmp_path: Path) ->
     chunk = prepared.chunks[1]
     info = probe(source)
     grey = tmp_path / "grey.mkv"
-    runner.run([shutil.which("ffmpeg") or _ffmpeg(), "-v", "error", "-f", "lavfi", "-i",
+    runner.run([tools.ffmpeg(), "-v", "error", "-f", "lavfi", "-i",
                 f"color=c=gray:s={info.width}x{info.height}:r={info.fps}", "-frames:v", str(chunk.frames),
                 "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error",
                 "-pix_fmt", info.pix_fmt, f"file:{grey}"])  # fmt: skip
     grey.replace(prepared.work_dir / jobs.segment_name(chunk.index))
     with pytest.raises(VerifyError, match=rf"frame {chunk.start} \(chunk 1\): picture PSNR"):
         pipeline.finalize(prepared, tmp_path / "out.mkv")
-
-
-def _ffmpeg() -> str:
-    from ute import tools
-
-    return tools.ffmpeg()
 
 
 def test_bad_x265_values_fail_at_plan_time_in_x265s_words(tmp_path: Path) -> None:
@@ -124,3 +117,62 @@ def test_bad_x265_values_fail_at_plan_time_in_x265s_words(tmp_path: Path) -> Non
         "ute: error: the encoder refuses x265 parameters 'aq-mode=99' (preset medium, crf 28): "
         "Aq-Mode is out of range | Cannot open libx265 encoder."
     )
+
+
+@pytest.fixture(scope="module")
+def verified_output(tmp_path_factory: pytest.TempPathFactory) -> tuple[pipeline.PreparedFile, Path]:
+    """A source with many tracks and fonts, and its encode that passed the verifier."""
+    folder = tmp_path_factory.mktemp("verified")
+    source = corpus.make("mkv_many_tracks", folder)
+    fonts = corpus.make("mkv_fonts_ass", folder)
+    with_fonts = folder / "with_fonts.mkv"  # the many tracks, plus the fonts' attachments
+    runner.run([tools.ffmpeg(), "-v", "error", "-i", f"file:{source}", "-i", f"file:{fonts}", "-map", "0",
+                "-map", "1:t", "-c", "copy", f"file:{with_fonts}"])  # fmt: skip
+    prepared = encoded_in_process(with_fonts, folder / "work")
+    output = folder / "out.mkv"
+    pipeline.finalize(prepared, output)
+    return prepared, output
+
+
+def remux(output: Path, doctored: Path, *doctoring: str) -> Path:
+    runner.run([tools.ffmpeg(), "-v", "error", "-i", f"file:{output}", "-map", "0", "-map_metadata", "0",
+                "-c", "copy", *doctoring, "-default_mode", "passthrough", f"file:{doctored}"])  # fmt: skip
+    return doctored
+
+
+def test_a_plain_remux_of_a_verified_output_still_verifies(
+    verified_output: tuple[pipeline.PreparedFile, Path], tmp_path: Path
+) -> None:
+    """So that in the test below, what the verifier finds is the doctoring and nothing else."""
+    prepared, output = verified_output
+    copy = remux(output, tmp_path / "copy.mkv")
+    source = facts.read_facts(prepared.info.path)
+    verified = verify.verify_output(prepared.info, source, prepared.chunks, copy)
+    assert verified.frames == prepared.info.frame_count
+
+
+@pytest.mark.parametrize(
+    ("doctoring", "named"),
+    [
+        (("-metadata:s:a:0", "language=und"), "audio stream 1: language is 'und' in the output, 'eng'"),
+        (("-metadata:s:a:1", "title="), "audio stream 2: title is '' in the output"),
+        (("-disposition:s:1", "0"), "subtitle stream 4: flags"),
+        (("-metadata:s:a:0", "MIX=other"), "audio stream 1: tag mix"),
+        (("-metadata", "COMMENT=changed"), "file: tag comment"),
+        (("-map_chapters", "-1"), "file: number of chapters is 0 in the output, 3 in the source"),
+        (("-map", "-0:s:0"), "file: number of tracks"),
+        (("-map", "-0:t:1"), "file: number of attachments"),
+        (("-metadata:s:t:0", "mimetype=application/octet-stream"), "tag mimetype"),
+        (("-frames:v", "40"), "video: frame count"),
+    ],
+)
+def test_the_verifier_names_what_a_doctored_output_lost(
+    verified_output: tuple[pipeline.PreparedFile, Path], tmp_path: Path, doctoring: tuple[str, ...],
+    named: str,
+) -> None:  # fmt: skip
+    prepared, output = verified_output
+    doctored = remux(output, tmp_path / "doctored.mkv", *doctoring)
+    source = facts.read_facts(prepared.info.path)
+    with pytest.raises(VerifyError, match="differs from its source") as raised:
+        verify.verify_output(prepared.info, source, prepared.chunks, doctored)
+    assert named in str(raised.value)
