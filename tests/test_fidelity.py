@@ -19,7 +19,7 @@ import pytest
 from conftest import run_ute
 
 from ute import facts, jobs, pipeline, runner, tools, verify
-from ute.errors import VerifyError
+from ute.errors import EncodeError, VerifyError
 from ute.probe import probe
 from ute.settings import EncodeSettings
 
@@ -176,3 +176,16 @@ def test_the_verifier_names_what_a_doctored_output_lost(
     with pytest.raises(VerifyError, match="differs from its source") as raised:
         verify.verify_output(prepared.info, source, prepared.chunks, doctored)
     assert named in str(raised.value)
+
+
+def test_finalize_never_writes_over_a_file_that_took_the_name_meanwhile(tmp_path: Path) -> None:
+    source = corpus.make("webm_vp9", tmp_path)
+    prepared = encoded_in_process(source, tmp_path / "work")
+    output = tmp_path / "out.mkv"
+    output.write_bytes(b"someone else's")
+    with pytest.raises(EncodeError, match="another file took this name while this one was encoded"):
+        pipeline.finalize(prepared, output)
+    assert output.read_bytes() == b"someone else's"
+    assert list(tmp_path.glob(".out.mkv.*")) == []
+    pipeline.finalize(prepared, output, replace=True)  # what `ute encode --force` asks for
+    assert probe(output).frame_count == prepared.info.frame_count

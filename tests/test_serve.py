@@ -290,3 +290,23 @@ def test_plugins_run_in_order_and_settings_change_the_output(service_folder: Pat
         "post plugin 02_fourth.py failed: exit status 1: could not notify"]
     assert entries["a.mkv"]["warnings"] == [] and entries["a.mkv"]["settings"]["crop"] == "256:144:0:0"
     assert entries["refuse.mkv"]["outcome"] == "failed"
+
+
+def test_files_with_one_name_get_one_output_each(service_folder: Path, clean_redis: str) -> None:
+    """inbox/a.mkv, inbox/high/a.mkv and inbox/a.mp4 finish together: three outputs, none lost."""
+    inbox, outbox = service_folder / "inbox", service_folder / "outbox"
+    staging = service_folder / "staging"
+    staging.mkdir()
+    sources = [make_clip(staging / f"{seconds}.mkv", seconds=seconds, size="160x90") for seconds in (1, 2)]
+    sources.append(make_clip(staging / "3.mp4", seconds=3, size="160x90"))
+    serve = start_serve(service_folder, "--workers", "2", "--redis-url", clean_redis)
+    for source, target in zip(sources, (inbox / "a.mkv", inbox / "high" / "a.mkv", inbox / "a.mp4"),
+                              strict=True):  # fmt: skip
+        source.rename(target)
+    done = inbox / "done"
+    wait_for(lambda: done.is_dir() and len(list(done.glob("a.*"))) + len(list(done.glob("a (*"))) == 3,
+             "three sources in done/", log=service_folder / "serve.log", process=serve)  # fmt: skip
+    outputs = sorted(path.name for path in outbox.glob("a*.mkv"))
+    assert outputs == ["a (2).mkv", "a (3).mkv", "a.mkv"]
+    assert sorted(probe(outbox / name).frame_count for name in outputs) == [24, 48, 72]
+    runner.stop([serve])

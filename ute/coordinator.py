@@ -90,7 +90,7 @@ def encode_file(
         try:
             _wait_for_chunks(connection, prepared, local)
             state.save_file_record(connection, job_id, state="muxing")
-            verified = pipeline.finalize(prepared, output)
+            verified = pipeline.finalize(prepared, output, replace=force)
         except UteError as error:
             state.finish_file_record(connection, job_id, "failed", error=str(error))
             raise

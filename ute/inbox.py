@@ -16,6 +16,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,9 +123,10 @@ def _move_aside(source: Path, folder: Path) -> Path:
     return target
 
 
-def unused_name(path: Path) -> Path:
+def unused_name(path: Path, taken: Collection[Path] = ()) -> Path:
+    """path, or `stem (2).suffix`, (3), …: the first that neither exists nor is taken."""
     candidate, number = path, 1
-    while candidate.exists():
+    while candidate.exists() or candidate in taken:
         number += 1
         candidate = path.with_name(f"{path.stem} ({number}){path.suffix}")
     return candidate

@@ -103,11 +103,12 @@ def remove_stale_partials(folder: Path) -> list[Path]:
 
 
 def finalize(
-    prepared: PreparedFile, output: Path, before_rename: Callable[[Verified], None] | None = None
-) -> Verified:
-    """Mux under a hidden name, verify, and only then rename into place; never a bad output.
-    before_rename may record the verified output first, so that a crash right after the rename
-    cannot go unnoticed."""
+    prepared: PreparedFile, output: Path, before_rename: Callable[[Verified], None] | None = None, *,
+    replace: bool = False,
+) -> Verified:  # fmt: skip
+    """Mux under a hidden name, verify, and only then rename into place; never a bad output, and
+    never over another file unless `replace`. before_rename may record the verified output
+    first, so that a crash right after the rename cannot go unnoticed."""
     partial = output.with_name(f".{output.name}.{prepared.file_id}{PARTIAL_SUFFIX}")
     try:
         source = facts.read_facts(prepared.info.path)
@@ -116,7 +117,19 @@ def finalize(
                                         crop=prepared.settings.crop)  # fmt: skip
         if before_rename:
             before_rename(verified)
+        if not replace:
+            _claim(output)
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
     return verified
+
+
+def _claim(output: Path) -> None:
+    """Take the output's name, atomically, or fail if anything has it: the rename then replaces
+    only this empty placeholder (hard links would do too, but not on every share)."""
+    try:
+        os.close(os.open(output, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError as error:
+        raise EncodeError(f"{output}: another file took this name while this one was encoded; "
+                          "nothing was written over it") from error

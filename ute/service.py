@@ -74,6 +74,7 @@ class ActiveFile:
     prepared: PreparedFile | None = None
     started_at: float = field(default_factory=time.time)
     finalizing: Future[HistoryEntry] | None = None
+    output: Path | None = None  # the name claimed for its output while it is finalized
     log_lines: list[str] = field(default_factory=list)
 
 
@@ -218,7 +219,9 @@ class Service:
         if progress.failure:
             self._fail(active, progress.failure)
         elif progress.complete:
-            output = unused_name(self.options.outbox / f"{active.source.stem}.mkv")
+            # Several files can be muxed at once: a name another one has claimed is taken too.
+            claimed = {other.output for other in self.active.values() if other.output}
+            output = active.output = unused_name(self.options.outbox / f"{active.source.stem}.mkv", claimed)
             chunk_log = chunklogs.render_all(chunklogs.collect(self.connection, prepared.file_id,
                                                                len(prepared.chunks)))  # fmt: skip
             log.info("%s: all %d chunks encoded; muxing and verifying", active.source.name,
