@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -13,9 +14,9 @@ from pathlib import Path
 import redis
 from rq.job import Job
 
-from ute import concat, encodable, facts, plan, state, submit, tools, verify, x265_params
+from ute import concat, encodable, facts, plan, probe, state, submit, tools, verify, x265_params
 from ute.errors import EncodeError
-from ute.jobs import ChunkSpec, FileSpec
+from ute.jobs import ChunkSpec, FileSpec, segment_name
 from ute.probe import SourceInfo
 from ute.progress import ChunkProgress, read_progress
 from ute.settings import EncodeSettings
@@ -87,7 +88,33 @@ def check_chunks(
         log.warning("%s: Redis lost %d chunk jobs; queueing them again", prepared.name, len(progress.missing))
         submit.submit_chunks(connection, prepared.file_spec, [prepared.specs[i] for i in progress.missing],
                              queue_name)  # fmt: skip
+    if progress.complete:
+        progress = _requeue_lost_segments(connection, prepared, jobs, progress)
     return progress, jobs
+
+
+def lost_segments(prepared: PreparedFile) -> list[plan.Chunk]:
+    """Chunks whose job says done but whose segment is gone or short (deleted, a disk fault):
+    the disk, not Redis, says what is done."""
+    return [chunk for chunk in prepared.chunks
+            if probe.count_frames(prepared.work_dir / segment_name(chunk.index)) != chunk.frames]  # fmt: skip
+
+
+def _requeue_lost_segments(
+    connection: redis.Redis, prepared: PreparedFile, jobs: Sequence[Job | None], progress: ChunkProgress
+) -> ChunkProgress:
+    lost = lost_segments(prepared)
+    if not lost:
+        return progress
+    numbers = ", ".join(str(chunk.index) for chunk in lost)
+    log.warning("%s: chunks %s are done in Redis but their segments are missing or broken on disk; "
+                "encoding them again", prepared.name, numbers)  # fmt: skip
+    for chunk in lost:
+        job = jobs[chunk.index]
+        if job is not None:
+            submit.requeue_at_front(connection, job)
+    return dataclasses.replace(progress, chunks_done=progress.chunks_done - len(lost),
+                               frames_done=progress.frames_done - sum(chunk.frames for chunk in lost))
 
 
 PARTIAL_SUFFIX = ".part"
