@@ -20,8 +20,10 @@ from rq.registry import FinishedJobRegistry
 from rq.serializers import JSONSerializer
 from tls_proxy import tls_front
 
-from ute import runner, state, tools
+from ute import monitor, pipeline, runner, state, submit, tools
+from ute.probe import probe
 from ute.redis_server import free_port
+from ute.settings import EncodeSettings
 
 pytestmark = pytest.mark.slow
 
@@ -257,3 +259,29 @@ def test_a_chunk_that_fails_the_same_way_on_two_workers_fails_the_file_without_m
     errors = [line for line in run.stderr.splitlines() if line.startswith("ute: error:")]
     assert len(errors) == 1 and errors[0].endswith("can never be encoded (failed 2 times)"), run.stderr
     assert not (tmp_path / "out.mkv").exists()
+
+
+def test_a_dead_workers_chunk_is_requeued_after_its_rq_records_expired(
+    tmp_path: Path, clean_redis: str
+) -> None:
+    """rq 3 keeps an execution's record only while it is refreshed (about 90 s); the monitor's
+    requeue used to crash `ute serve` with "Execution ... not found" after a longer outage."""
+    connection = state.connect(clean_redis)
+    source = make_clip(tmp_path / "movie.mkv", seconds=4, gop=48, size="640x360")
+    prepared = pipeline.prepare(probe(source), EncodeSettings(preset="slow", chunk_frames=48),
+                                tmp_path / ".ute-work")  # fmt: skip
+    prepared.work_dir.mkdir(parents=True)
+    submit.submit_chunks(connection, prepared.file_spec, prepared.specs)
+    worker = start_worker(clean_redis, tmp_path / "worker.log", "--name", "doomed")
+    _, job_id = wait_for(lambda: busy_worker(connection, {"doomed"}), "a busy worker")  # type: ignore[misc]
+    for process in [psutil.Process(worker.pid), *psutil.Process(worker.pid).children(recursive=True)]:
+        process.send_signal(signal.SIGKILL)
+    expired = list(connection.scan_iter(f"rq:execution:{job_id}:*"))
+    assert expired
+    connection.delete(*expired)
+    wait_for(lambda: not state.is_alive(connection, job_id), "the heartbeat to lapse", timeout=30)
+
+    jobs = state.current_chunk_jobs(connection, prepared.file_id, len(prepared.chunks))
+    assert monitor.ChunkMonitor(connection).sweep(jobs) == [job_id]
+    front = state.queue(state.QUEUE_LOW, connection).get_job_ids()[0]
+    assert chunk_of(front) == chunk_of(job_id) and front != job_id

@@ -8,7 +8,9 @@ from typing import Any
 
 import redis
 from rq import Queue
+from rq.executions import Execution
 from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
 
 from ute import jobs, state
 from ute.jobs import ChunkSpec, FileSpec
@@ -50,10 +52,26 @@ def requeue_at_front(connection: redis.Redis, job: Job, *, failed: bool = False)
         "failed_on": [*job.meta.get("failed_on", []), *([job.worker_name] if failed else [])],
         "errors": [*job.meta.get("errors", []), *([error_signature(job)] if failed else [])],
     }
-    job.delete()
+    _delete(connection, job)
     generation = state.next_generation(connection, spec["file_id"], spec["index"])
     new_id = state.chunk_job_id(spec["file_id"], spec["index"], generation)
     queue.enqueue_job(queue.create_job(**_job_kwargs(spec, new_id), meta=meta), at_front=True)
+
+
+def _delete(connection: redis.Redis, job: Job) -> None:
+    """job.delete(), after forgetting executions whose records expired: rq 3 keeps an
+    execution's record only while its worker refreshes it (about 90 s), and job.delete() raises
+    ValueError for a job that lists one that is gone (a worker killed long ago, a long outage)."""
+    executions = job.execution_registry
+    gone = [execution_id for execution_id in executions.get_execution_ids()
+            if not connection.exists(Execution(execution_id, job.id, connection=connection).key)]  # fmt: skip
+    if gone:
+        with connection.pipeline() as pipeline:
+            pipeline.zrem(executions.key, *gone)
+            pipeline.zrem(StartedJobRegistry(job.origin, connection=connection).key,
+                          *(f"{job.id}:{execution_id}" for execution_id in gone))  # fmt: skip
+            pipeline.execute()
+    job.delete()
 
 
 def retry_delay(job: Job) -> float | None:
