@@ -326,3 +326,33 @@ def test_files_with_one_name_get_one_output_each(service_folder: Path, clean_red
     assert outputs == ["a (2).mkv", "a (3).mkv", "a.mkv"]
     assert sorted(probe(outbox / name).frame_count for name in outputs) == [24, 48, 72]
     runner.stop([serve])
+
+
+def test_serve_starts_its_private_redis_and_local_workers_again_when_they_die(service_folder: Path) -> None:
+    inbox, outbox = service_folder / "inbox", service_folder / "outbox"
+    log = service_folder / "serve.log"
+    source = make_clip(service_folder / "movie.mkv", seconds=12, fps=24, gop=24, audio_tracks=1)
+    serve = start_serve(service_folder, "--workers", "2", "--redis-port", str(free_port()), "--chunk-frames",
+                        "24", "--x265-params", "lossless=1")  # fmt: skip
+    wait_for(lambda: "started 2 local workers" in log.read_text(), "the workers", log=log, process=serve)
+    (inbox / "movie.mkv").write_bytes(source.read_bytes())
+    work = outbox / ".ute-work"
+    wait_for(lambda: len(list(work.glob("*/0*.mkv"))) >= 2, "two chunks to finish", log=log, process=serve)
+
+    children = psutil.Process(serve.pid).children()
+    redis_server = next(p for p in children if "redis-server" in p.name())
+    worker = next(p for p in children if "ute.worker" in " ".join(p.cmdline()))
+    redis_server.send_signal(signal.SIGKILL)
+    wait_for(lambda: "the private Redis exited" in log.read_text(), "Redis to be restarted", log=log,
+             process=serve)  # fmt: skip
+    for process in [worker, *worker.children(recursive=True)]:  # the worker, its horse and ffmpeg
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGKILL)
+    wait_for(lambda: f"local worker {worker.pid} exited" in log.read_text(), "a worker to be replaced",
+             log=log, process=serve)  # fmt: skip
+
+    wait_for((inbox / "done" / "movie.mkv").exists, "the file to finish", log=log, process=serve)
+    assert frame_hashes(outbox / "movie.mkv") == frame_hashes(source)
+    workers = [p for p in psutil.Process(serve.pid).children() if "ute.worker" in " ".join(p.cmdline())]
+    assert len(workers) == 2 and worker.pid not in {p.pid for p in workers}
+    runner.stop([serve])

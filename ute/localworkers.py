@@ -23,19 +23,21 @@ log = logging.getLogger(__name__)
 WORKER_START_SECONDS = 60
 
 
+def _spawn(url: str, name: str, log_dir: Path) -> subprocess.Popen[bytes]:
+    return runner.spawn(
+        [sys.executable, "-m", "ute.worker", "--name", name],
+        log_path=log_dir / f"{name}.log",
+        env={**os.environ, ENV_REDIS_URL: url},  # not in argv, where `ps` shows a password
+    )
+
+
 @contextlib.contextmanager
 def local_workers(url: str, count: int, log_dir: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Start count workers; on leaving, stop the ones still running (cold after an error)."""
+    """Start count workers; on leaving, stop the ones still running (cold after an error).
+    The list is the live one: replace_dead() puts new workers in it."""
     names = [f"local-{os.getpid()}-{number}" for number in range(1, count + 1)]
     log_dir.mkdir(parents=True, exist_ok=True)
-    processes = [
-        runner.spawn(
-            [sys.executable, "-m", "ute.worker", "--name", name],
-            log_path=log_dir / f"{name}.log",
-            env={**os.environ, ENV_REDIS_URL: url},  # not in argv, where `ps` shows a password
-        )
-        for name in names
-    ]
+    processes = [_spawn(url, name, log_dir) for name in names]
     finished = False
     try:
         if processes:
@@ -45,6 +47,21 @@ def local_workers(url: str, count: int, log_dir: Path) -> Iterator[list[subproce
         finished = True
     finally:
         runner.stop(processes, grace_seconds=30, cold=not finished)
+
+
+def replace_dead(url: str, processes: list[subprocess.Popen[bytes]], log_dir: Path) -> int:
+    """Start a new worker, under a new name, for each local worker that died; how many.
+    (The dead one's chunk is requeued by the monitor when its heartbeat lapses.)"""
+    replaced = 0
+    for position, process in enumerate(processes):
+        if process.poll() is None:
+            continue
+        name = f"local-{os.getpid()}-{position + 1}.{process.pid}"
+        log.warning("local worker %d exited (status %s); starting %s in its place", process.pid,
+                    process.returncode, name)  # fmt: skip
+        processes[position] = _spawn(url, name, log_dir)
+        replaced += 1
+    return replaced
 
 
 def _wait_until_registered(

@@ -38,9 +38,44 @@ def _port_taken(host: str, port: int) -> bool:
         return probe_socket.connect_ex((_client_host(host), port)) == 0
 
 
+class PrivateRedis:
+    """A redis-server child with its append-only file in data_dir; start() again after it died
+    brings it back on the same port with the same data (the append-only file is replayed)."""
+
+    def __init__(self, data_dir: Path, host: str, port: int) -> None:
+        self.data_dir, self.port = data_dir, port
+        self.url = f"redis://{_client_host(host)}:{port}/0"
+        self.argv = [
+            tools.redis_server(),
+            "--port", str(port), "--bind", host, "--protected-mode", "yes",
+            "--dir", str(data_dir), "--appendonly", "yes", "--save", "",
+            "--daemonize", "no", "--loglevel", "warning",
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = runner.spawn(self.argv, log_path=self.data_dir / "redis.log")
+        _wait_until_ready(self.url, self.process)
+
+    def restart_if_dead(self) -> bool:
+        """Start it again if it exited; whether it had."""
+        if self.process is None or self.process.poll() is None:
+            return False
+        log.warning("the private Redis exited (status %s); starting it again on port %d with the same "
+                    "data", self.process.returncode, self.port)  # fmt: skip
+        self.start()
+        return True
+
+    def stop(self) -> None:
+        if self.process is not None:
+            runner.stop([self.process], grace_seconds=10)
+
+
 @contextlib.contextmanager
-def private_redis(data_dir: Path, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
-    """Start redis-server with its append-only file in data_dir; yield its URL; stop it.
+def private_redis_server(
+    data_dir: Path, host: str = "127.0.0.1", port: int | None = None
+) -> Iterator[PrivateRedis]:
+    """Start redis-server with its append-only file in data_dir; stop it on leaving.
 
     With no port a free one is picked. A restart on the same data_dir and port finds every
     queued chunk again: the append-only file is replayed.
@@ -50,20 +85,20 @@ def private_redis(data_dir: Path, host: str = "127.0.0.1", port: int | None = No
         port = free_port(host)
     elif _port_taken(host, port):
         raise UteError(f"port {port} on {host} is in use: choose another --redis-port or pass --redis-url")
-    argv = [
-        tools.redis_server(),
-        "--port", str(port), "--bind", host, "--protected-mode", "yes",
-        "--dir", str(data_dir), "--appendonly", "yes", "--save", "",
-        "--daemonize", "no", "--loglevel", "warning",
-    ]  # fmt: skip
-    process = runner.spawn(argv, log_path=data_dir / "redis.log")
-    url = f"redis://{_client_host(host)}:{port}/0"
+    server = PrivateRedis(data_dir, host, port)
     try:
-        _wait_until_ready(url, process)
-        log.info("started a private Redis at %s (data in %s)", url, data_dir)
-        yield url
+        server.start()
+        log.info("started a private Redis at %s (data in %s)", server.url, data_dir)
+        yield server
     finally:
-        runner.stop([process], grace_seconds=10)
+        server.stop()
+
+
+@contextlib.contextmanager
+def private_redis(data_dir: Path, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
+    """private_redis_server, for those who need only its URL."""
+    with private_redis_server(data_dir, host, port) as server:
+        yield server.url
 
 
 def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:

@@ -7,10 +7,11 @@ import logging
 import threading
 
 from ute import pipeline, runner, state
+from ute.errors import UteError
 from ute.history import HISTORY_FILE_NAME, History
 from ute.inbox import InboxLayout
-from ute.localworkers import local_workers
-from ute.redis_server import private_redis
+from ute.localworkers import local_workers, replace_dead
+from ute.redis_server import private_redis_server
 from ute.service import ServeOptions, Service
 
 log = logging.getLogger(__name__)
@@ -40,17 +41,32 @@ def serve(
     options.work_root.mkdir(parents=True, exist_ok=True)
     history = History(options.work_root / HISTORY_FILE_NAME)
     with contextlib.ExitStack() as stack:
+        private = None
         if not redis_url:
-            redis_url = stack.enter_context(
-                private_redis(options.work_root / "redis", host=redis_bind, port=redis_port)
+            private = stack.enter_context(
+                private_redis_server(options.work_root / "redis", host=redis_bind, port=redis_port)
             )
+            redis_url = private.url
             if redis_bind not in ("127.0.0.1", "localhost", "::1"):
                 log.warning("Redis listens on %s without a password: only do this on a network "
                             "you trust", redis_bind)  # fmt: skip
         shown = state.redacted(redis_url)
         log.info("Redis: %s  (remote workers: ute-worker --redis-url %s)", shown, shown)
-        processes = stack.enter_context(local_workers(redis_url, workers, options.work_root / "logs"))
+        worker_logs = options.work_root / "logs"
+        processes = stack.enter_context(local_workers(redis_url, workers, worker_logs))
         service = Service(options, state.connect(redis_url), history)
+        url = redis_url
+
+        def supervise() -> None:
+            """Whatever of ours died is started again: the private Redis (same port, same data),
+            then the local workers (their chunks are requeued by the monitor)."""
+            if private is not None:
+                try:
+                    private.restart_if_dead()
+                except UteError as error:
+                    log.error("the private Redis does not start again: %s", error)
+                    return
+            replace_dead(url, processes, worker_logs)
         coasting = False
 
         def coasted_down() -> bool:
@@ -66,7 +82,7 @@ def serve(
                 runner.stop(processes, grace_seconds=0, wait=False)
             return all(process.poll() is not None for process in processes) and not service.finalizing()
 
-        service.run(stop, until=coasted_down)
+        service.run(stop, until=coasted_down, supervise=supervise)
         if abort.is_set():
             log.info("aborting: running chunks are stopped and go back to their queue")
             runner.stop(processes, grace_seconds=30, cold=True)

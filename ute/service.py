@@ -92,8 +92,12 @@ class Service:
         self.monitor = monitor.ChunkMonitor(connection)
         self._last_monitor = 0.0
 
-    def run(self, stop: threading.Event, *, until: Callable[[], bool] | None = None) -> None:
+    def run(
+        self, stop: threading.Event, *, until: Callable[[], bool] | None = None,
+        supervise: Callable[[], None] | None = None,
+    ) -> None:  # fmt: skip
         """Step until stop is set; then, if until is given, keep finishing work until it is true.
+        supervise, if given, runs before each step until stop is set (restarting helpers).
 
         A Redis that goes away is waited for with growing pauses, never a crash.
         """
@@ -102,6 +106,8 @@ class Service:
         backoff = state.RedisBackoff(POLL_SECONDS)
         try:
             while not (until() if stop.is_set() and until else stop.is_set()):
+                if supervise and not stop.is_set():
+                    supervise()
                 try:
                     self.step(take_new_files=not stop.is_set())
                     backoff.answered()
