@@ -8,6 +8,7 @@ plugins write to UTE_OVERRIDES. The more specific a setting, the more it counts.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -56,9 +57,19 @@ def config_layer(explicit: Path | None) -> list[Layer]:
 
 
 def file_layers(source: Path) -> list[Layer]:
-    """The folder's .ute.toml and the file's own sidecar, where they exist."""
+    """The folder's .ute.toml and the file's own sidecar, where they exist (a file whose name
+    leaves no room for `.ute.toml` has no sidecar)."""
     candidates = [source.parent / FOLDER_CONFIG_NAME, source.with_name(source.name + SIDECAR_SUFFIX)]
-    return [read_toml(path) for path in candidates if path.is_file()]
+    return [read_toml(path) for path in candidates if _is_file(path)]
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            return False
+        raise
 
 
 def apply(settings: EncodeSettings, layers: Iterable[Layer]) -> EncodeSettings:

@@ -14,20 +14,40 @@ PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 console = Console(stderr=True)
 
 
+class OneLineFormatter(logging.Formatter):
+    """One event, one line: control characters in a message (a file name with a newline or an
+    escape sequence in it) are shown escaped, as Python writes them in a string. A traceback
+    still follows on lines of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message, arguments = record.msg, record.args
+        record.msg, record.args = escape_control(record.getMessage()), None
+        try:
+            return super().format(record)
+        finally:
+            record.msg, record.args = message, arguments
+
+
+def escape_control(text: str) -> str:
+    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in text)
+
+
 def setup_logging(level: str = "INFO", log_file: Path | None = None) -> None:
     numeric_level = logging.getLevelName(level.upper())
     if not isinstance(numeric_level, int):
         raise SystemExit(f"unknown log level {level!r}: use DEBUG, INFO, WARNING or ERROR")
     handlers: list[logging.Handler] = []
     if console.is_terminal:
-        handlers.append(RichHandler(console=console, show_path=False))
+        rich = RichHandler(console=console, show_path=False, markup=False)
+        rich.setFormatter(OneLineFormatter("%(message)s"))
+        handlers.append(rich)
     else:
         plain = logging.StreamHandler(sys.stderr)
-        plain.setFormatter(logging.Formatter(PLAIN_FORMAT))
+        plain.setFormatter(OneLineFormatter(PLAIN_FORMAT))
         handlers.append(plain)
     if log_file:
         to_file = logging.FileHandler(log_file, encoding="utf-8")
-        to_file.setFormatter(logging.Formatter(PLAIN_FORMAT))
+        to_file.setFormatter(OneLineFormatter(PLAIN_FORMAT))
         handlers.append(to_file)
     logging.basicConfig(level=numeric_level, handlers=handlers, force=True)
     # Libraries speak only when it matters: their debug output would drown ours.

@@ -121,6 +121,21 @@ PARTIAL_SUFFIX = ".part"
 _PARTIAL_OUTPUT = re.compile(r"^\..+\.[0-9a-f]{16}\.part$")
 
 
+# The longest file name most filesystems take (ext4, XFS, Btrfs, NTFS: 255 bytes or units).
+NAME_MAX_BYTES = 255
+
+
+def fitted(name: str, suffix: str, limit: int = NAME_MAX_BYTES) -> str:
+    """name + suffix, with name cut (at a character) so that the whole fits in limit bytes."""
+    room = limit - len(suffix.encode())
+    return name.encode()[:room].decode(errors="ignore") + suffix
+
+
+def partial_name(output_name: str, file_id: str) -> str:
+    """The hidden name an output is muxed under: `.<name>.<file id>.part`, cut to fit."""
+    return "." + fitted(output_name, f".{file_id}{PARTIAL_SUFFIX}", NAME_MAX_BYTES - 1)
+
+
 def remove_stale_partials(folder: Path) -> list[Path]:
     """Drop the hidden half-muxed outputs a killed run left behind (only UTE's own names)."""
     stale = [path for path in folder.glob(f".*{PARTIAL_SUFFIX}") if _PARTIAL_OUTPUT.match(path.name)]
@@ -136,7 +151,7 @@ def finalize(
     """Mux under a hidden name, verify, and only then rename into place; never a bad output, and
     never over another file unless `replace`. before_rename may record the verified output
     first, so that a crash right after the rename cannot go unnoticed."""
-    partial = output.with_name(f".{output.name}.{prepared.file_id}{PARTIAL_SUFFIX}")
+    partial = output.with_name(partial_name(output.name, prepared.file_id))
     try:
         source = facts.read_facts(prepared.info.path)
         concat.mux(prepared.info, source, prepared.chunks, prepared.work_dir, partial)
