@@ -102,13 +102,15 @@ def test_shipped_cropdetect_finds_letterbox_bars(tmp_path: Path) -> None:
     assert json.loads(overrides.read_text()) == {}
 
 
-def test_shipped_summary_post_plugin_writes_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("source_name", "shown"), [("movie.mp4", "movie.mp4"), ("a\nb.mp4", "a\\nb.mp4")])
+def test_shipped_summary_post_plugin_writes_one_line(tmp_path: Path, source_name: str, shown: str) -> None:
     output = tmp_path / "out" / "movie.mkv"
     output.parent.mkdir()
     output.write_bytes(b"x" * 1000)
     environment = {**os.environ, "UTE_STAGE": "post", "UTE_JOB_ID": "j",
-                   "UTE_SOURCE": str(tmp_path / "movie.mp4"), "UTE_OUTPUT": str(output)}  # fmt: skip
+                   "UTE_SOURCE": str(tmp_path / source_name), "UTE_OUTPUT": str(output)}  # fmt: skip
     environment.pop("UTE_WEBHOOK_URL", None)
     subprocess.run([sys.executable, str(ROOT / "plugins" / "post" / "50_summary.py")], env=environment,
                    check=True, timeout=60)  # fmt: skip
-    assert "movie.mp4 -> movie.mkv" in (output.parent / "ute-summary.log").read_text()
+    lines = (output.parent / "ute-summary.log").read_text().splitlines()
+    assert len(lines) == 1 and f"{shown} -> movie.mkv" in lines[0]

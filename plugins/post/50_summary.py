@@ -13,6 +13,7 @@ import time
 import urllib.request
 
 from ute import plugin_api
+from ute.logs import escape_control  # a newline in a name must not split the line
 
 
 def main() -> int:
@@ -26,7 +27,7 @@ def main() -> int:
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     with (output.parent / "ute-summary.log").open("a", encoding="utf-8") as summary:
-        summary.write(f"{facts['finished']}  {source.name} -> {output.name}  "
+        summary.write(f"{facts['finished']}  {escape_control(source.name)} -> {escape_control(output.name)}  "
                       f"{facts['output_bytes'] / 1e6:.1f} MB\n")  # fmt: skip
     webhook = os.environ.get("UTE_WEBHOOK_URL")
     if webhook:
