@@ -18,7 +18,7 @@ import redis
 from rq import get_current_job
 from rq.job import Job
 
-from ute import commands, pathmap, probe, runner, state, tools
+from ute import commands, jobspec, pathmap, probe, runner, state, tools
 from ute.errors import EncodeError
 from ute.settings import EncodeSettings
 
@@ -38,7 +38,10 @@ class FileSpec:
     settings: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """As workers accept it: paths in normal form (`Path.absolute()` keeps a typed `../in`, and
+        workers refuse '..')."""
+        return {**asdict(self), "source": os.path.normpath(self.source),
+                "work_dir": os.path.normpath(self.work_dir)}  # fmt: skip
 
     def on_worker(self, mappings: list[pathmap.PathMapping]) -> FileSpec:
         """The same file, with its paths as this worker machine sees them."""
@@ -70,25 +73,63 @@ def segment_name(chunk_index: int) -> str:
 
 
 def encode_chunk(chunk_json: dict[str, Any]) -> dict[str, Any]:
-    """The rq job: encode one chunk of the file described in Redis."""
+    """The rq job: encode one chunk of the file described in Redis.
+
+    Both come from Redis, which others may write: nothing runs, and nothing is written, unless
+    they are what UTE itself writes (see jobspec)."""
     job = get_current_job()
     if job is None:
         raise EncodeError("encode_chunk runs inside an rq worker; use encode(...) directly")
+    jobspec.check_chunk(chunk_json)
     chunk = ChunkSpec(**chunk_json)
-    file_json = state.load_file_spec(job.connection, chunk.file_id)
+    name = jobspec.chunk_name(chunk_json)
+    file_json = _file_json(job.connection, name, chunk.file_id)
+    jobspec.check_file(file_json, chunk.file_id, name)
+    described = FileSpec(**file_json)
+    file = described.on_worker(pathmap.from_env())
+    jobspec.check_on_worker(file.source, file.work_dir, chunk.file_id, name)
+    hidden = jobspec.Hidden.of([described.source, file.source], [described.work_dir, file.work_dir])
+    return encode(file, chunk, job, hidden=hidden)
+
+
+def _file_json(connection: redis.Redis, name: str, file_id: str) -> Any:
+    try:
+        file_json = state.load_file_spec(connection, file_id)
+    except ValueError:
+        raise EncodeError(f"{name}: refused: the file's description is not JSON; "
+                          f"{jobspec.FROM_REDIS}") from None  # fmt: skip
     if file_json is None:
-        raise EncodeError(f"chunk {chunk.index} of file {chunk.file_id}: the file's description is "
-                          "gone from Redis (the coordinator puts it back within seconds)")  # fmt: skip
-    return encode(FileSpec(**file_json).on_worker(pathmap.from_env()), chunk, job)
+        raise EncodeError(f"{name}: the file's description is gone from Redis (the coordinator puts "
+                          "it back within seconds)")  # fmt: skip
+    return file_json
 
 
-def encode(file: FileSpec, chunk: ChunkSpec, job: Job | None = None) -> dict[str, Any]:
+def encode(
+    file: FileSpec, chunk: ChunkSpec, job: Job | None = None, *, hidden: jobspec.Hidden | None = None
+) -> dict[str, Any]:
     """Encode one chunk into its segment, verify its frame count, and commit it atomically.
 
-    Messages name the chunk by file id, never by file name (they end up in rq-dashboard).
+    Every failure is one EncodeError that names the chunk by file id, with no path or file name
+    in it (hidden's, else file's) and nothing chained: rq keeps its traceback, and rq-dashboard
+    shows that unescaped. The encoder's log in the result is scrubbed the same way.
     """
-    segment = Path(file.work_dir) / segment_name(chunk.index)
+    if hidden is None:
+        hidden = jobspec.Hidden.of([file.source], [file.work_dir])
     name = f"chunk {chunk.index} of file {chunk.file_id}"
+    try:
+        return _encode(file, chunk, job, name, hidden)
+    except Exception as error:
+        log.warning("%s failed (this log only: the paths are left in): %s", name, error)
+        said = str(error) or type(error).__name__
+        message = said if isinstance(error, EncodeError) else f"{name}: {said}"
+        failure = EncodeError(hidden.scrub(message))
+    # Raised out here, so that it has no __context__ either: the traceback rq keeps is this one.
+    raise failure
+
+
+def _encode(file: FileSpec, chunk: ChunkSpec, job: Job | None, name: str, hidden: jobspec.Hidden
+            ) -> dict[str, Any]:  # fmt: skip
+    segment = Path(file.work_dir) / segment_name(chunk.index)
     if segment.exists() and probe.count_frames(segment) == chunk.frames:
         log.info("%s: segment already done, reusing it", name)
         return _result(chunk, segment, seconds=0.0, reused=True, log_lines=("segment reused",))
@@ -104,14 +145,14 @@ def encode(file: FileSpec, chunk: ChunkSpec, job: Job | None = None) -> dict[str
         EncodeSettings.from_json(file.settings), part,
     )  # fmt: skip
     started = time.monotonic()
-    with _heartbeat(job), _cleanup_on_failure(part, name, file):
+    with _heartbeat(job), _cleanup_on_failure(part):
         outcome = runner.run(argv, on_progress=_progress_reporter(job))
         written = probe.count_frames(part)
         if written != chunk.frames:
             raise EncodeError(f"{name}: the encoder wrote {written} of {chunk.frames} frames")
         _commit(job, chunk_key, attempt, part, segment, name)
     return _result(chunk, segment, seconds=time.monotonic() - started, reused=False,
-                   log_lines=outcome.stderr_tail)  # fmt: skip
+                   log_lines=[hidden.scrub(line) for line in outcome.stderr_tail])  # fmt: skip
 
 
 def _commit(job: Job | None, chunk: str, attempt: str, part: Path, segment: Path, name: str) -> None:
@@ -126,17 +167,13 @@ def _commit(job: Job | None, chunk: str, attempt: str, part: Path, segment: Path
 
 
 @contextlib.contextmanager
-def _cleanup_on_failure(part: Path, name: str, file: FileSpec) -> Iterator[None]:
-    """No half-written part survives a failure; every failure names its chunk, and no path (the
-    message is shown by rq-dashboard, unescaped)."""
+def _cleanup_on_failure(part: Path) -> Iterator[None]:
+    """No half-written part survives a failure."""
     try:
         yield
-    except Exception as error:
+    except Exception:
         part.unlink(missing_ok=True)
-        if isinstance(error, EncodeError):
-            raise
-        message = str(error).replace(file.source, "SOURCE").replace(file.work_dir, "WORKDIR")
-        raise EncodeError(f"{name}: {message}") from error
+        raise
 
 
 @contextlib.contextmanager
