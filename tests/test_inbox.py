@@ -79,11 +79,11 @@ def test_a_file_open_for_writing_waits(layout: InboxLayout, tmp_path: Path) -> N
 
 def test_a_broken_file_is_refused_only_after_the_stall_window(layout: InboxLayout) -> None:
     (layout.root / "empty.mkv").write_bytes(b"")
-    (layout.root / "notes.mkv").write_text("not a video\n" * 50)
+    (layout.root / "broken.mkv").write_bytes(bytes.fromhex("1a45dfa3") + b"not a video\n" * 50)
     assert watch(layout, STALL * 0.5) == []
     refusals = watch(layout, STALL + 3)
     assert sorted((r.path.name, type(r)) for r in refusals) == [
-        ("empty.mkv", Refusal), ("notes.mkv", Refusal)]  # fmt: skip
+        ("broken.mkv", Refusal), ("empty.mkv", Refusal)]  # fmt: skip
 
 
 def test_hidden_partial_and_sidecar_files_are_ignored(layout: InboxLayout) -> None:

@@ -6,7 +6,15 @@ class UteError(Exception):
 
 
 class ProbeError(UteError):
-    """The source cannot be read as a complete video."""
+    """The source cannot be read as a complete video (it may still be arriving)."""
+
+
+class NotMediaError(ProbeError):
+    """The file is no audio or video file at all, and no start of one: waiting will not help."""
+
+
+class NoVideoError(ProbeError):
+    """A whole media file without a video stream (audio only, subtitles): waiting will not help."""
 
 
 class CommandError(UteError):

@@ -4,8 +4,10 @@ A file is offered only when every signal agrees its transfer is over: its size a
 not changed for the settle window, no local process holds it open for writing, and a probe finds
 the whole file (its packets reach the duration its header declares). A probe that fails is not
 a verdict while the file may still be arriving: the file is refused only after it has stayed
-unchanged for the much longer stall window. Probes run in parallel threads, so one slow or
-stalled copy never holds up the others.
+unchanged for the much longer stall window. Only what no more bytes can turn into a video is
+refused as soon as it has settled: a file that is no media at all (FFmpeg cannot read it and it
+does not start like any media format), a whole media file without a video stream, and a still
+picture. Probes run in parallel threads, so one slow or stalled copy never holds up the others.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from watchdog.observers import Observer
 
 from ute import state
 from ute.config import SIDECAR_SUFFIX
-from ute.errors import ProbeError
+from ute.encodable import STILL_IMAGE_FORMATS
+from ute.errors import NotMediaError, NoVideoError, ProbeError
 from ute.probe import SourceInfo, probe
 
 log = logging.getLogger(__name__)
@@ -262,6 +265,8 @@ class InboxWatcher:
         assert probe_result is not None
         try:
             info = probe_result.result()
+        except (NotMediaError, NoVideoError) as error:  # no more bytes can make it a video
+            return Refusal(path, str(error)) if _unchanged(path, watched) else None
         except ProbeError as error:
             watched.error = str(error)
             if quiet >= self.stall_seconds:
@@ -273,7 +278,18 @@ class InboxWatcher:
             return None
         if (info.size, info.mtime_ns) != (watched.size, watched.mtime_ns):
             return None  # it changed while it was probed
+        if STILL_IMAGE_FORMATS.match(info.container):
+            return Refusal(path, f"{path}: a single picture ({info.codec}), not a video; UTE encodes videos "
+                                 "only")  # fmt: skip
         return Arrival(path, self.layout.queue_for(path), info)
+
+
+def _unchanged(path: Path, watched: _Watched) -> bool:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return False
+    return (stat.st_size, stat.st_mtime_ns) == (watched.size, watched.mtime_ns)
 
 
 def _arrival_order(path: Path) -> tuple[int, str]:

@@ -12,18 +12,50 @@ import os
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import av
 import av.error
 
-from ute.errors import ProbeError
+from ute.errors import NotMediaError, NoVideoError, ProbeError
 
 log = logging.getLogger(__name__)
 
 # A video whose packets stop this long before the container's declared end is truncated.
 TRUNCATION_TOLERANCE_SECONDS = 2.0
 TRUNCATION_TOLERANCE_FRACTION = 0.05
+MP4_FIRST_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"styp", b"sidx",
+                   b"moof")  # fmt: skip
+# How files of audio and video formats start, as (offset, bytes). FFmpeg cannot open the first few KB
+# a copy has written of most of them, so these bytes tell such a copy from a file that is no media.
+MEDIA_SIGNATURES: tuple[tuple[int, bytes], ...] = (
+    (0, bytes.fromhex("1a45dfa3")),  # Matroska, WebM
+    *((4, box) for box in MP4_FIRST_BOXES),  # MP4, MOV, 3GP
+    (0, b"RIFF"), (0, b"RF64"),  # AVI, WAV
+    (0, b"FLV\x01"), (0, b"OggS"), (0, b".RMF"), (0, b"DKIF"), (0, b"YUV4MPEG2"),
+    (0, bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")),  # ASF, WMV
+    (0, bytes.fromhex("060e2b34")),  # MXF
+    (0, b"\x00\x00\x01"), (0, b"\x00\x00\x00\x01"),  # MPEG-PS, MPEG-1/2 video, H.264/HEVC streams
+    (0, b"ID3"), (0, b"fLaC"), (0, b"\xff\xd8\xff"),  # MP3, FLAC, JPEG
+    *((0, bytes([0xFF, second])) for second in (0xF1, 0xF9, 0xFB, 0xFA, 0xF3, 0xF2, 0xE3)),  # AAC, MP3 frames
+    (0, b"\x89PNG"), (0, b"GIF8"),
+)
+# MPEG-TS packets start with 0x47 every 188 bytes; M2TS puts a 4-byte timestamp before each.
+TS_SYNC, TS_PACKETS = 0x47, ((0, 188), (4, 192))
+HEAD_BYTES = 1024
+# Demuxers whose stream list more bytes cannot grow: a header declares every stream (for a copy cut
+# inside it, FFmpeg finds no packets), or the format holds a single audio or subtitle stream. Others
+# (MPEG-PS and -TS, FLV, raw streams) add streams as their packets come: an early part of a video
+# may hold audio packets only.
+FINAL_STREAM_LIST_FORMATS = frozenset({
+    "matroska,webm", "mov,mp4,m4a,3gp,3g2,mj2", "avi", "asf", "ogg",
+    "mp3", "aac", "flac", "wav", "w64", "aiff", "ac3", "eac3", "dts", "truehd", "mlp", "amr", "ape", "wv",
+    "tta", "caf", "au", "mpc", "mpc8", "dsf", "loas",
+    "srt", "ass", "webvtt", "microdvd", "subviewer", "subviewer1", "sami", "realtext", "jacosub", "mpl2",
+    "pjs", "stl", "vplayer", "lrc", "aqtitle", "mcc", "scc", "sup",
+})  # fmt: skip
+# FFmpeg's demuxers of text-mode art: they show any .txt, .nfo, .asc, .bin, ... file as a "video".
+TEXT_FORMATS = frozenset({"tty", "bin", "xbin", "adf", "idf"})
 
 
 @dataclass(frozen=True)
@@ -107,11 +139,41 @@ def probe(path: str | os.PathLike[str]) -> SourceInfo:
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError) as error:
+        if not could_be_media(path):
+            raise NotMediaError(
+                f"{path}: not a media file (FFmpeg cannot read it and its first bytes match no audio or "
+                "video format); UTE encodes videos only, check that the right file was copied"
+            ) from error
         raise ProbeError(
             f"{path}: FFmpeg cannot read it ({_reason(error)}): not a video, or an incomplete copy"
         ) from error
     with container:
+        if container.format.name in TEXT_FORMATS:
+            raise NotMediaError(
+                f"{path}: a text file, not a video; UTE encodes videos only, check that the right file "
+                "was copied"
+            )
         return _probe_container(path, stat, container)
+
+
+def could_be_media(path: Path) -> bool:
+    """Whether the file starts like an audio or video file, or like the first bytes of a copy of one
+    (those of a format's signature that are there yet, or zeros where a copy preallocated it)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(HEAD_BYTES)
+    except OSError:
+        return True  # no verdict on a file that cannot be read now
+    if not head.strip(b"\0"):
+        return True
+    for offset, magic in MEDIA_SIGNATURES:
+        there = head[offset : offset + len(magic)]
+        if there == magic[: len(there)]:
+            return True
+    return any(
+        all(head[position] == TS_SYNC for position in range(first, min(len(head), first + 5 * size), size))
+        for first, size in TS_PACKETS
+    )
 
 
 def _probe_container(path: Path, stat: os.stat_result, container: Any) -> SourceInfo:
@@ -130,9 +192,11 @@ def _probe_container(path: Path, stat: os.stat_result, container: Any) -> Source
         None,
     )  # fmt: skip
     if video is None:
-        raise ProbeError(f"{path}: no video stream found (is it a video file?)")
+        _refuse_without_video(path, container, streams)
     if video.time_base is None:
         raise ProbeError(f"{path}: the video stream has no time base")
+    if video.codec_context is None:
+        raise ProbeError(f"{path}: FFmpeg does not know the video codec: not a video, or an incomplete copy")
 
     pts_list, keyframe_pts, last_duration = _demux_video_timestamps(path, container, video)
     if not pts_list:
@@ -208,16 +272,45 @@ def _frame_rate(video: Any, sorted_pts: list[int], time_base: Fraction) -> float
     return 0.0
 
 
-def _check_complete(path: Path, container: Any, video_end_seconds: float) -> None:
+def _refuse_without_video(path: Path, container: Any, streams: tuple[StreamInfo, ...]) -> NoReturn:
+    """NoVideoError for a whole file; a copy cut inside its header may not list its video yet, but
+    then it has no packets, or they stop before the duration the header declares."""
+    if container.format.name not in FINAL_STREAM_LIST_FORMATS:
+        raise ProbeError(f"{path}: no video stream found ({container.format.name}): not a video, or an "
+                         "incomplete copy")  # fmt: skip
+    end_seconds, packets = 0.0, 0
+    try:
+        for packet in container.demux():
+            timestamp = packet.pts if packet.pts is not None else packet.dts
+            if packet.size == 0:
+                continue
+            packets += 1
+            if timestamp is not None and packet.time_base is not None:
+                end_seconds = max(end_seconds, float((timestamp + (packet.duration or 0)) * packet.time_base))
+    except av.error.FFmpegError as error:
+        raise ProbeError(
+            f"{path}: no video stream found, and damaged or truncated after {end_seconds:.1f} s "
+            f"({_reason(error)})"
+        ) from error
+    if not packets:
+        raise ProbeError(f"{path}: no video stream found and no packets: not a video, or an incomplete copy")
+    _check_complete(path, container, end_seconds, what="its packets end")
+    kinds = ", ".join(f"{'cover art' if s.attached_pic else s.kind} {s.codec}" for s in streams)
+    raise NoVideoError(
+        f"{path}: has no video stream (only {kinds}): UTE encodes videos only, check that the right file "
+        "was copied"
+    )
+
+
+def _check_complete(path: Path, container: Any, end_seconds: float, what: str = "video ends") -> None:
     """A truncated copy still declares the whole duration in its header; its packets stop early."""
     if not container.duration:
         return
     declared = (container.duration + (container.start_time or 0)) / 1_000_000
     tolerance = max(TRUNCATION_TOLERANCE_SECONDS, TRUNCATION_TOLERANCE_FRACTION * declared)
-    if video_end_seconds < declared - tolerance:
+    if end_seconds < declared - tolerance:
         raise ProbeError(
-            f"{path}: truncated: video ends at {video_end_seconds:.1f} s "
-            f"but the file declares {declared:.1f} s"
+            f"{path}: truncated: {what} at {end_seconds:.1f} s but the file declares {declared:.1f} s"
         )
 
 
