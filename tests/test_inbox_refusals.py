@@ -6,16 +6,17 @@ from __future__ import annotations
 import time
 import zipfile
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 from conftest import wait_for
 from media import SUBTITLES, make_clip
 
-from ute import runner, tools
+from ute import commands, runner, tools
 from ute.errors import NotMediaError, NoVideoError, ProbeError
 from ute.inbox import Arrival, InboxLayout, InboxWatcher, Refusal
 from ute.probe import probe
+from ute.settings import EncodeSettings
 
 SETTLE = 0.3
 
@@ -174,3 +175,26 @@ def test_an_empty_or_preallocated_file_waits(tmp_path: Path, content: bytes) -> 
     with pytest.raises(ProbeError) as raised:
         probe(tmp_path / "copy.mkv")
     assert not isinstance(raised.value, NotMediaError | NoVideoError)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:3.0,\n{video}\n#EXT-X-ENDLIST\n",
+     "\ufeff#EXTM3U\n#EXTINF:3.0,\nhttp://127.0.0.1:9/segment.ts\n",
+     "ffconcat version 1.0\nfile '{video}'\n",
+     '<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011"></MPD>\n',
+     "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nm=video 9 RTP/AVP 96\n"],
+)
+def test_a_playlist_naming_other_files_is_refused_before_ffmpeg_opens_it(tmp_path: Path, text: str) -> None:
+    """An HLS playlist in the inbox probed as a 75-frame video made of whatever file it named."""
+    video = make_clip(tmp_path / "elsewhere.mkv", seconds=1)
+    playlist = tmp_path / "movie.m3u8"
+    playlist.write_text(text.format(video=video), encoding="utf-8")
+    with pytest.raises(NotMediaError, match="a playlist or stream description"):
+        probe(playlist)
+
+
+def test_ffmpeg_reads_a_source_with_local_files_only() -> None:
+    argv = commands.encode_chunk("ffmpeg", PurePosixPath("/in/a.mkv"), 0, commands.ChunkInput(0, 24, None),
+                                 EncodeSettings(), PurePosixPath("/w/a.part"))  # fmt: skip
+    assert argv[argv.index("-i") - 2 : argv.index("-i")] == ["-protocol_whitelist", "file"]

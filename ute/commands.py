@@ -13,6 +13,9 @@ from pathlib import PurePath
 from ute.settings import EncodeSettings
 
 COMMON = ("-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-progress", "pipe:1")
+# Before a source's -i: FFmpeg opens nothing but local files for it (a demuxer that names other
+# resources, as playlists do, gets no network).
+LOCAL_INPUT = ("-protocol_whitelist", "file")
 # Subtitle codecs Matroska cannot hold, and what they become.
 MATROSKA_SUBTITLE_CONVERSIONS = {"mov_text": "subrip"}
 
@@ -100,7 +103,7 @@ def encode_chunk(
     return [
         ffmpeg, *COMMON,
         "-copyts", "-noaccurate_seek", "-noautorotate", *seek,
-        "-i", file_url(source),
+        *LOCAL_INPUT, "-i", file_url(source),
         "-map", f"0:{video_index}",
         "-vf", ",".join(filters),
         "-frames:v", str(chunk.frames),
@@ -149,7 +152,7 @@ def mux(
     if video_offset_microseconds:
         argv += ["-itsoffset", seconds_argument(video_offset_microseconds)]
     argv += ["-f", "concat", "-safe", "0", "-i", file_url(concat_list_path)]
-    argv += ["-i", file_url(source), "-map", "0:v:0"]
+    argv += [*LOCAL_INPUT, "-i", file_url(source), "-map", "0:v:0"]
     for stream in kept:
         argv += ["-map", f"1:{stream.index}"]
     argv += ["-map_metadata", "1", "-map_chapters", "1"]

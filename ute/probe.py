@@ -56,6 +56,12 @@ FINAL_STREAM_LIST_FORMATS = frozenset({
 })  # fmt: skip
 # FFmpeg's demuxers of text-mode art: they show any .txt, .nfo, .asc, .bin, ... file as a "video".
 TEXT_FORMATS = frozenset({"tty", "bin", "xbin", "adf", "idf"})
+# Demuxers that open other files or URLs named inside the file, and how such files begin.
+REFERENCE_FORMATS = frozenset({"hls", "applehttp", "dash", "sdp", "rtp", "rtsp", "concat", "imf",
+                               "webm_dash_manifest"})  # fmt: skip
+REFERENCE_SIGNATURES = (b"#extm3u", b"ffconcat", b"<?xml", b"<mpd", b"v=0\n", b"v=0\r\n")
+# Only local files, even for a demuxer that would open more (no network at all).
+LOCAL_ONLY = {"protocol_whitelist": "file"}
 
 
 @dataclass(frozen=True)
@@ -136,8 +142,11 @@ def probe(path: str | os.PathLike[str]) -> SourceInfo:
         raise ProbeError(f"{path}: not a regular file")
     if stat.st_size == 0:
         raise ProbeError(f"{path}: the file is empty (0 bytes)")
+    if names_other_files(path):
+        raise NotMediaError(f"{path}: a playlist or stream description, which would make FFmpeg read other "
+                            "files or URLs; UTE encodes media files only, copy the video itself")  # fmt: skip
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        container = av.open(str(path), metadata_errors="ignore", options=LOCAL_ONLY)
     except (av.error.FFmpegError, UnicodeDecodeError) as error:
         if not could_be_media(path):
             raise NotMediaError(
@@ -148,12 +157,27 @@ def probe(path: str | os.PathLike[str]) -> SourceInfo:
             f"{path}: FFmpeg cannot read it ({_reason(error)}): not a video, or an incomplete copy"
         ) from error
     with container:
+        if set(container.format.name.split(",")) & REFERENCE_FORMATS:
+            raise NotMediaError(f"{path}: a {container.format.name} file, which makes FFmpeg read "
+                                "other files or URLs; UTE encodes media files only, copy the video itself")
         if container.format.name in TEXT_FORMATS:
             raise NotMediaError(
                 f"{path}: a text file, not a video; UTE encodes videos only, check that the right file "
                 "was copied"
             )
         return _probe_container(path, stat, container)
+
+
+def names_other_files(path: Path) -> bool:
+    """Whether the file is a playlist or stream description (HLS, DASH, SDP, ffconcat, IMF):
+    FFmpeg would open the files and URLs it names, so it is refused before FFmpeg sees it."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(HEAD_BYTES)
+    except OSError:
+        return False
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return text.startswith(REFERENCE_SIGNATURES)
 
 
 def could_be_media(path: Path) -> bool:
