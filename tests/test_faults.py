@@ -279,9 +279,11 @@ def test_a_dead_workers_chunk_is_requeued_after_its_rq_records_expired(
     expired = list(connection.scan_iter(f"rq:execution:{job_id}:*"))
     assert expired
     connection.delete(*expired)
-    wait_for(lambda: not state.is_alive(connection, job_id), "the heartbeat to lapse", timeout=30)
-
-    jobs = state.current_chunk_jobs(connection, prepared.file_id, len(prepared.chunks))
-    assert monitor.ChunkMonitor(connection).sweep(jobs) == [job_id]
+    watchdog = monitor.ChunkMonitor(connection)
+    # Swept as ute serve does, until the heartbeat has lapsed and the start grace has passed.
+    requeued = wait_for(lambda: watchdog.sweep(state.current_chunk_jobs(connection, prepared.file_id,
+                                                                        len(prepared.chunks))),
+                        "the dead worker's chunk to be requeued", timeout=30)  # fmt: skip
+    assert requeued == [job_id]
     front = state.queue(state.QUEUE_LOW, connection).get_job_ids()[0]
     assert chunk_of(front) == chunk_of(job_id) and front != job_id
