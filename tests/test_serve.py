@@ -356,3 +356,22 @@ def test_serve_starts_its_private_redis_and_local_workers_again_when_they_die(se
     workers = [p for p in psutil.Process(serve.pid).children() if "ute.worker" in " ".join(p.cmdline())]
     assert len(workers) == 2 and worker.pid not in {p.pid for p in workers}
     runner.stop([serve])
+
+
+def test_names_as_long_as_the_filesystem_allows_or_with_a_newline_work(service_folder: Path) -> None:
+    inbox, outbox = service_folder / "inbox", service_folder / "outbox"
+    log = service_folder / "serve.log"
+    long_name = "é" * 125 + "ab.ts"  # 255 bytes: its output's name, with .mkv, does not fit
+    make_clip(service_folder / "clip.ts", seconds=1, size="160x90").rename(inbox / long_name)
+    make_clip(service_folder / "clip.mkv", seconds=1, size="160x90").rename(inbox / "two\nlines.mkv")
+    (inbox / ("é" * 120 + "abcdef.mkv")).write_text("not a video\n")
+    serve = start_serve(service_folder, "--workers", "1", "--redis-port", str(free_port()))
+    done, failed = inbox / "done", inbox / "failed"
+    wait_for(lambda: (done / long_name).exists() and (done / "two\nlines.mkv").exists()
+             and len(list(failed.glob("*.error.txt"))) == 1,
+             "all three files", log=log, process=serve)  # fmt: skip
+    runner.stop([serve])
+    outputs = sorted(path.name for path in outbox.glob("*.mkv"))
+    assert outputs == sorted(["two\nlines.mkv", "é" * 125 + "a.mkv"]), outputs
+    assert "not a media file" in next(failed.glob("*.error.txt")).read_text()
+    assert "two\\nlines.mkv" in log.read_text() and "two\nlines.mkv" not in log.read_text()

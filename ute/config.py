@@ -8,13 +8,13 @@ plugins write to UTE_OVERRIDES. The more specific a setting, the more it counts.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ute import names
 from ute.errors import SettingsError
 from ute.settings import EncodeSettings
 
@@ -60,16 +60,7 @@ def file_layers(source: Path) -> list[Layer]:
     """The folder's .ute.toml and the file's own sidecar, where they exist (a file whose name
     leaves no room for `.ute.toml` has no sidecar)."""
     candidates = [source.parent / FOLDER_CONFIG_NAME, source.with_name(source.name + SIDECAR_SUFFIX)]
-    return [read_toml(path) for path in candidates if _is_file(path)]
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError as error:
-        if error.errno == errno.ENAMETOOLONG:
-            return False
-        raise
+    return [read_toml(path) for path in candidates if names.exists(path) and path.is_file()]
 
 
 def apply(settings: EncodeSettings, layers: Iterable[Layer]) -> EncodeSettings:

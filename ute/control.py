@@ -14,6 +14,7 @@ from ute import state
 from ute.errors import UteError
 from ute.history import History
 from ute.inbox import ERROR_SUFFIX, InboxLayout, unused_name
+from ute.names import beside
 
 PAUSE, CANCEL, RETRY = "pause", "cancel", "retry"
 RUNNING_STATES = ("queued", "encoding", "paused")
@@ -81,7 +82,7 @@ def retry(connection: redis.Redis, job_id: str, inbox: Path, history: History | 
     target = unused_name(layout.high / source.name if record.get("queue") == state.QUEUE_HIGH
                          else layout.root / source.name)  # fmt: skip
     target.parent.mkdir(parents=True, exist_ok=True)
-    failed_copy.with_name(failed_copy.name + ERROR_SUFFIX).unlink(missing_ok=True)
+    beside(failed_copy, ERROR_SUFFIX).unlink(missing_ok=True)
     shutil.move(failed_copy, target)
     return f"{source.name} is back in {target.parent}; the service takes it again"
 

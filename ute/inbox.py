@@ -30,6 +30,7 @@ from ute import state
 from ute.config import SIDECAR_SUFFIX
 from ute.encodable import STILL_IMAGE_FORMATS
 from ute.errors import NotMediaError, NoVideoError, ProbeError
+from ute.names import beside, exists, fitted
 from ute.probe import SourceInfo, probe
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,7 @@ class InboxLayout:
         that was taken, how to retry it: `ute retry` finds the file by that line)."""
         moved = _move_with_sidecar(source, self.failed) if source.exists() else self.failed / source.name
         hint = f"\nOnce the cause is fixed, {retry_command(job_id)} encodes it again.\n" if job_id else ""
-        reason_file = moved.with_name(moved.name + ERROR_SUFFIX)
-        reason_file.write_text(reason.rstrip() + "\n" + hint, encoding="utf-8")
+        beside(moved, ERROR_SUFFIX).write_text(reason.rstrip() + "\n" + hint, encoding="utf-8")
         return moved
 
     def failed_copy(self, name: str, job_id: str) -> Path | None:
@@ -95,9 +95,11 @@ class InboxLayout:
         `failed/<name>` if its reason names no job (moved there by an older UTE or by hand)."""
         for reason_file in sorted(self.failed.glob(f"*{ERROR_SUFFIX}")):
             if retry_command(job_id) in _text_of(reason_file):
-                return reason_file.with_name(reason_file.name.removesuffix(ERROR_SUFFIX))
+                # a long name's reason file has a cut name: the file is the one it was made for
+                return next((path for path in sorted(self.failed.iterdir())
+                             if path != reason_file and beside(path, ERROR_SUFFIX) == reason_file), None)
         plain = self.failed / name
-        names_another_job = retry_command("") in _text_of(plain.with_name(plain.name + ERROR_SUFFIX))
+        names_another_job = retry_command("") in _text_of(beside(plain, ERROR_SUFFIX))
         return plain if plain.exists() and not names_another_job else None
 
 
@@ -113,7 +115,7 @@ def retry_command(job_id: str) -> str:
 def _move_with_sidecar(source: Path, folder: Path) -> Path:
     moved = _move_aside(source, folder)
     sidecar = source.with_name(source.name + SIDECAR_SUFFIX)
-    if sidecar.exists():
+    if exists(sidecar):  # a name with no room for `.ute.toml` has no sidecar
         shutil.move(sidecar, moved.with_name(moved.name + SIDECAR_SUFFIX))
     return moved
 
@@ -127,11 +129,12 @@ def _move_aside(source: Path, folder: Path) -> Path:
 
 
 def unused_name(path: Path, taken: Collection[Path] = ()) -> Path:
-    """path, or `stem (2).suffix`, (3), …: the first that neither exists nor is taken."""
-    candidate, number = path, 1
+    """path, or `stem (2).suffix`, (3), …: the first that neither exists nor is taken (each cut
+    to fit the filesystem's longest name)."""
+    candidate, number = path.with_name(fitted(path.stem, path.suffix)), 1
     while candidate.exists() or candidate in taken:
         number += 1
-        candidate = path.with_name(f"{path.stem} ({number}){path.suffix}")
+        candidate = path.with_name(fitted(path.stem, f" ({number}){path.suffix}"))
     return candidate
 
 

@@ -17,6 +17,7 @@ from rq.job import Job
 from ute import concat, encodable, facts, plan, probe, state, submit, tools, verify, x265_params
 from ute.errors import EncodeError
 from ute.jobs import ChunkSpec, FileSpec, segment_name
+from ute.names import NAME_MAX_BYTES, fitted
 from ute.probe import SourceInfo
 from ute.progress import ChunkProgress, read_progress
 from ute.settings import EncodeSettings
@@ -119,16 +120,6 @@ def _requeue_lost_segments(
 
 PARTIAL_SUFFIX = ".part"
 _PARTIAL_OUTPUT = re.compile(r"^\..+\.[0-9a-f]{16}\.part$")
-
-
-# The longest file name most filesystems take (ext4, XFS, Btrfs, NTFS: 255 bytes or units).
-NAME_MAX_BYTES = 255
-
-
-def fitted(name: str, suffix: str, limit: int = NAME_MAX_BYTES) -> str:
-    """name + suffix, with name cut (at a character) so that the whole fits in limit bytes."""
-    room = limit - len(suffix.encode())
-    return name.encode()[:room].decode(errors="ignore") + suffix
 
 
 def partial_name(output_name: str, file_id: str) -> str:
