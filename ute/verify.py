@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy
-
 from ute import compare, facts
 from ute.errors import ProbeError, VerifyError
 from ute.plan import Chunk
@@ -72,6 +70,8 @@ def cropped_shrink(crop: str | None) -> Callable[[Any], Any]:
 def psnr(first: Any, second: Any) -> float:
     """Peak signal-to-noise ratio of two 8-bit grey pictures (or their shrunk forms), in dB
     (inf when equal)."""
+    import numpy  # here, not at the top: the CLI imports this module and most commands need no numpy
+
     error = numpy.mean((first.astype(numpy.float64) - second.astype(numpy.float64)) ** 2)
     return math.inf if error == 0 else 10 * math.log10(255**2 / error)
 
@@ -107,7 +107,7 @@ def score_pictures(
         for other, picture in source_pictures.items():
             if abs(samples[other] - chunk) > NEIGHBOUR_CHUNKS or other == position:
                 continue
-            if picture.shape != mine.shape or numpy.array_equal(picture, mine):
+            if picture.shape != mine.shape or (picture == mine).all():
                 continue
             other_db = psnr(its, picture)
             if other_db > best_db:
