@@ -31,11 +31,19 @@ def chroma_subsampling(pix_fmt: str) -> tuple[int, int]:
     return (1, 1)
 
 
+def still_picture(info: SourceInfo) -> str | None:
+    """Why this is no video but a picture (whatever the settings), or None."""
+    if STILL_IMAGE_FORMATS.match(info.container) or info.frame_count < 2:
+        return f"{info.path}: a single picture ({info.codec}), not a video; UTE encodes videos only"
+    return None
+
+
 def refusal(info: SourceInfo, settings: EncodeSettings) -> str | None:
     """Why this source cannot be encoded with these settings, as one line; None if it can."""
     name = info.path.rsplit("/", 1)[-1]
-    if STILL_IMAGE_FORMATS.match(info.container) or info.frame_count < 2:
-        return f"{name}: a single picture ({info.codec}), not a video; UTE encodes videos only"
+    picture = still_picture(info)
+    if picture:
+        return picture
     width, height = info.width, info.height
     if settings.crop:
         crop_width, crop_height, x, y = (int(part) for part in settings.crop.split(":"))

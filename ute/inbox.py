@@ -28,7 +28,7 @@ from watchdog.observers import Observer
 
 from ute import state
 from ute.config import SIDECAR_SUFFIX
-from ute.encodable import STILL_IMAGE_FORMATS
+from ute.encodable import still_picture
 from ute.errors import NotMediaError, NoVideoError, ProbeError
 from ute.names import beside, exists, fitted
 from ute.probe import SourceInfo, probe
@@ -281,9 +281,9 @@ class InboxWatcher:
             return None
         if (info.size, info.mtime_ns) != (watched.size, watched.mtime_ns):
             return None  # it changed while it was probed
-        if STILL_IMAGE_FORMATS.match(info.container):
-            return Refusal(path, f"{path}: a single picture ({info.codec}), not a video; UTE encodes videos "
-                                 "only")  # fmt: skip
+        picture = still_picture(info)
+        if picture:
+            return Refusal(path, picture)
         return Arrival(path, self.layout.queue_for(path), info)
 
 
