@@ -163,8 +163,9 @@ def mux(
         argv += ["-metadata:s:0", f"{tag}="]
     for picture in attached:
         argv += ["-attach", file_url(picture.path)]
-    for number, picture in enumerate(attached):
-        attachment = f"-metadata:s:t:{sum(1 for s in kept if s.kind == 'attachment') + number}"
+    copied_attachments = sum(1 for stream in kept if stream.kind == "attachment")
+    for number, picture in enumerate(attached, start=copied_attachments):  # they follow the copied ones
+        attachment = f"-metadata:s:t:{number}"
         argv += [attachment, f"filename={picture.filename}", attachment, f"mimetype={picture.mimetype}"]
     argv += ["-c", "copy"]
     if field_order:
