@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
+from ute import x265_params as x265_parameters
 from ute.settings import EncodeSettings
 
 COMMON = ("-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-progress", "pipe:1")
@@ -71,8 +72,9 @@ def seconds_argument(microseconds: int) -> str:
 
 
 def x265_params(settings: EncodeSettings) -> str:
-    params = [p for p in settings.x265_params.split(":") if p]
-    if not any(p.startswith("log-level") for p in params):
+    pairs = x265_parameters.parse(settings.x265_params)
+    params = [f"{name}={value}" for name, value in pairs]
+    if not any(x265_parameters.canonical_name(name) in x265_parameters.LOG_LEVEL_PARAMS for name, _ in pairs):
         params.insert(0, "log-level=info")  # its closing summary is the chunk's log
     return ":".join(params)
 
