@@ -3,8 +3,8 @@
 `read_facts` collects, for a whole file, everything a user would notice if it changed: streams
 with their languages, titles, flags and tags, attachments, chapters, global tags, every video
 frame's timestamp, and how the picture is to be shown (size, aspect, rotation, field order,
-colour, HDR side data). `decode_pictures` decodes chosen frames as grey pictures for comparing
-content. Reading only: no decision is made here (see verify.py).
+colour, HDR side data). `pictures_at` and `decode_all` decode chosen frames as grey pictures
+for comparing content. Reading only: no decision is made here (see verify.py).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def read_facts(path: str | os.PathLike[str]) -> MediaFacts:
         av_video = container.streams[video.index]
         picture = _picture_facts(container, av_video)
         frame_pts, starts = _demux(container, video.index)
-        starts.update(_audio_starts(path))
+        starts.update(_audio_starts(path, [audio.index for audio in container.streams.audio]))
         streams = tuple(replace(s, start_seconds=starts.get(s.index, s.start_seconds)) for s in streams)
         time_base = Fraction(av_video.time_base.numerator, av_video.time_base.denominator)
         return MediaFacts(
@@ -220,13 +220,11 @@ def _demux(container: Any, video_index: int) -> tuple[tuple[int, ...], dict[int,
     return tuple(sorted(pts)), starts
 
 
-def _audio_starts(path: str | os.PathLike[str]) -> dict[int, float]:
+def _audio_starts(path: str | os.PathLike[str], indices: Iterable[int]) -> dict[int, float]:
     """Where each audio stream's first decoded samples lie: packet times differ between muxers
     by the encoder's priming (AAC's 1024 samples), which the decoder skips. Each stream is read
     from a fresh demuxer: after a seek, decoders skip differently."""
     starts: dict[int, float] = {}
-    with av.open(str(path), metadata_errors="ignore") as container:
-        indices = [audio.index for audio in container.streams.audio]
     for index in indices:
         with av.open(str(path), metadata_errors="ignore") as container:
             frames = container.decode(container.streams[index])
