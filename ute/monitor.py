@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import redis
-from rq.command import send_stop_job_command
+from rq.command import send_command
 from rq.job import Job, JobStatus
 
 from ute import state, submit
@@ -67,20 +67,19 @@ class ChunkMonitor:
             if _younger_than(job, START_GRACE_SECONDS):
                 continue
             if not state.is_alive(self.connection, job.id):
-                log.warning("chunk job %s lost its worker %s; requeued at the front", job.id,
-                            job.worker_name or "(unknown)")  # fmt: skip
+                if submit.requeue_at_front(self.connection, job):
+                    log.warning("chunk job %s lost its worker %s; requeued at the front", job.id,
+                                job.worker_name or "(unknown)")  # fmt: skip
+                    requeued.append(job.id)
             elif self._stalled_for(job, now) >= stuck_after:
-                log.warning("chunk job %s made no progress for %.0f s on %s; stopped and requeued",
-                            job.id, stuck_after, job.worker_name)  # fmt: skip
-                try:
-                    send_stop_job_command(self.connection, job.id)
-                except Exception as error:  # the fence keeps a late commit out anyway
-                    log.warning("could not stop job %s: %s", job.id, error)
+                if submit.requeue_at_front(self.connection, job):
+                    log.warning("chunk job %s made no progress for %.0f s on %s; stopped and requeued",
+                                job.id, stuck_after, job.worker_name)  # fmt: skip
+                    _stop(self.connection, job)
+                    requeued.append(job.id)
             else:
                 continue
-            submit.requeue_at_front(self.connection, job)
             self._progress.pop(job.id, None)
-            requeued.append(job.id)
         for gone in set(self._progress) - {job.id for job in jobs}:
             del self._progress[gone]
         return requeued
@@ -98,10 +97,10 @@ class ChunkMonitor:
                 continue
             since = self._orphaned_since.setdefault(job.id, now)
             if now - since >= ORPHAN_GRACE_SECONDS:
-                log.warning("chunk job %s was in no queue; queued again at the front", job.id)
-                submit.requeue_at_front(self.connection, job)
+                if submit.requeue_at_front(self.connection, job):
+                    log.warning("chunk job %s was in no queue; queued again at the front", job.id)
+                    rescued.append(job.id)
                 self._orphaned_since.pop(job.id, None)
-                rescued.append(job.id)
         return rescued
 
     def _retry_failed(self, failed: list[Job]) -> list[str]:
@@ -111,10 +110,10 @@ class ChunkMonitor:
             delay = submit.retry_delay(job)
             if delay is None or job.ended_at is None or not _older_than(job.ended_at, delay):
                 continue
-            log.warning("chunk job %s failed on %s; trying it again (failure %d)", job.id,
-                        job.worker_name, int(job.meta.get("failures", 0)) + 1)  # fmt: skip
-            submit.requeue_at_front(self.connection, job, failed=True)
-            retried.append(job.id)
+            if submit.requeue_at_front(self.connection, job, failed=True):
+                log.warning("chunk job %s failed on %s; trying it again (failure %d)", job.id,
+                            job.worker_name, int(job.meta.get("failures", 0)) + 1)  # fmt: skip
+                retried.append(job.id)
         return retried
 
     def _stalled_for(self, job: Job, now: float) -> float:
@@ -124,6 +123,15 @@ class ChunkMonitor:
             self._progress[job.id] = _Seen(frames, now)
             return 0.0
         return now - seen.since
+
+
+def _stop(connection: redis.Redis, job: Job) -> None:
+    """Tell the worker to stop an attempt that was already replaced (rq's send_stop_job_command
+    would look the deleted job up first); its late commit is fenced out anyway."""
+    try:
+        send_command(connection, job.worker_name, "stop-job", job_id=job.id)
+    except Exception as error:
+        log.warning("could not stop job %s: %s", job.id, error)
 
 
 def stuck_limit_seconds(encoder_fps: float | None) -> float:

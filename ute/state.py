@@ -7,13 +7,17 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
+from redis.client import Pipeline
+from redis.exceptions import LockError
 from rq import Queue
+from rq.executions import Execution
 from rq.job import Job
+from rq.results import Result
 from rq.serializers import JSONSerializer
 
 log = logging.getLogger(__name__)
@@ -126,8 +130,56 @@ def current_chunk_jobs(connection: redis.Redis, file_id: str, chunk_count: int) 
     return Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer)
 
 
-def next_generation(connection: redis.Redis, file_id: str, chunk_index: int) -> int:
-    return int(connection.hincrby(_generations_key(file_id), str(chunk_index), 1))
+def replace_chunk_job(connection: redis.Redis, old: Job, make_job: Callable[[str], Job]) -> Job | None:
+    """In one transaction: delete the chunk job `old` and queue make_job(id of the chunk's next
+    generation) at the front of old's queue, but only while old is still its chunk's newest job
+    and still in the status the caller saw. None when someone else changed it first (the worker
+    took, finished or requeued it, or the monitor did), so that no two requeues of one attempt
+    ever make two new generations."""
+    file_id, index = old.args[0]["file_id"], int(old.args[0]["index"])
+    generations, field = _generations_key(file_id), str(index)
+    seen = old.get_status(refresh=False)
+    rq_queue = queue(old.origin, connection)
+
+    def swap(pipe: Pipeline) -> Job | None:
+        generation = int(pipe.hget(generations, field) or 0)
+        status = pipe.hget(old.key, "status")
+        if chunk_job_id(file_id, index, generation) != old.id or status is None or status.decode() != seen:
+            return None
+        execution_ids = [raw.decode() for raw in pipe.zrange(old.execution_registry.key, 0, -1)]
+        new = make_job(chunk_job_id(file_id, index, generation + 1))
+        pipe.multi()
+        _delete_job(pipe, old, rq_queue, execution_ids)
+        pipe.hset(generations, field, generation + 1)
+        rq_queue.enqueue_job(new, pipeline=pipe, at_front=True)
+        return new
+
+    return connection.transaction(swap, generations, old.key, old.execution_registry.key,
+                                  value_from_callable=True)  # fmt: skip
+
+
+def delete_jobs(connection: redis.Redis, jobs: Iterable[Job]) -> None:
+    """Delete jobs and everything rq keeps about them, whatever state their records are in
+    (rq's own job.delete() raises for a job whose execution record expired)."""
+    for job in jobs:
+        execution_ids = [raw.decode() for raw in connection.zrange(job.execution_registry.key, 0, -1)]
+        with connection.pipeline() as pipe:
+            _delete_job(pipe, job, queue(job.origin, connection), execution_ids)
+            pipe.execute()
+
+
+def _delete_job(pipe: Pipeline, job: Job, rq_queue: Queue, execution_ids: list[str]) -> None:
+    pipe.lrem(rq_queue.key, 0, job.id)
+    pipe.lrem(rq_queue.intermediate_queue_key, 0, job.id)
+    if execution_ids:
+        pipe.zrem(rq_queue.started_job_registry.key, *(f"{job.id}:{e}" for e in execution_ids))
+    for registry in (rq_queue.finished_job_registry, rq_queue.failed_job_registry,
+                     rq_queue.canceled_job_registry, rq_queue.deferred_job_registry,
+                     rq_queue.scheduled_job_registry):  # fmt: skip
+        pipe.zrem(registry.key, job.id)
+    executions = [Execution(e, job.id, connection=rq_queue.connection).key for e in execution_ids]
+    pipe.delete(job.key, job.dependents_key, job.dependencies_key, Result.get_key(job.id),
+                job.execution_registry.key, *executions)  # fmt: skip
 
 
 def forget_generations(connection: redis.Redis, file_id: str) -> None:
@@ -153,7 +205,7 @@ def is_alive(connection: redis.Redis, job_id: str) -> bool:
 
 # Fencing: the newest attempt at a chunk owns it; an older one that wakes up late cannot commit.
 ATTEMPT_TTL_SECONDS = 7 * 24 * 3600
-COMMIT_LOCK_MILLISECONDS = 10_000
+COMMIT_LOCK_SECONDS = 10.0
 
 
 def chunk_key(file_id: str, chunk_index: int) -> str:
@@ -161,28 +213,44 @@ def chunk_key(file_id: str, chunk_index: int) -> str:
 
 
 def claim_chunk(connection: redis.Redis, chunk: str, attempt: str) -> None:
-    connection.set(f"{KEY_PREFIX}attempt:{chunk}", attempt, ex=ATTEMPT_TTL_SECONDS)
+    """Make attempt the chunk's newest, under the lock a commit holds (never halfway through one)."""
+    with _commit_lock(connection, chunk) as locked:
+        if not locked:
+            raise LockError(f"chunk {chunk} is locked by a commit that does not end")
+        connection.set(_attempt_key(chunk), attempt, ex=ATTEMPT_TTL_SECONDS)
 
 
 @contextlib.contextmanager
 def commit_fence(connection: redis.Redis, chunk: str, attempt: str) -> Iterator[bool]:
-    """Yield True if attempt may commit now: it is the newest one and holds the commit lock."""
-    lock = f"{KEY_PREFIX}commit:{chunk}"
-    deadline = time.monotonic() + COMMIT_LOCK_MILLISECONDS / 1000
-    while not connection.set(lock, attempt, nx=True, px=COMMIT_LOCK_MILLISECONDS):
-        if time.monotonic() > deadline:
-            yield False
-            return
-        time.sleep(0.05)
-    try:
-        current = connection.get(f"{KEY_PREFIX}attempt:{chunk}")
+    """Yield True if attempt may commit now: it is the newest one, and no claim can come between
+    this check and the end of the with block (the commit)."""
+    with _commit_lock(connection, chunk) as locked:
+        current = connection.get(_attempt_key(chunk)) if locked else None
         allowed = current is not None and current.decode() == attempt
         if allowed:
-            connection.incr(f"{KEY_PREFIX}commits:{chunk}")
-            connection.expire(f"{KEY_PREFIX}commits:{chunk}", ATTEMPT_TTL_SECONDS)
+            with connection.pipeline() as pipe:
+                pipe.incr(f"{KEY_PREFIX}commits:{chunk}")
+                pipe.expire(f"{KEY_PREFIX}commits:{chunk}", ATTEMPT_TTL_SECONDS)
+                pipe.execute()
         yield allowed
+
+
+@contextlib.contextmanager
+def _commit_lock(connection: redis.Redis, chunk: str) -> Iterator[bool]:
+    """redis-py's Lock: released only by its holder, even after it expired and another took it."""
+    lock = connection.lock(f"{KEY_PREFIX}commit:{chunk}", timeout=COMMIT_LOCK_SECONDS,
+                           sleep=0.01, blocking_timeout=COMMIT_LOCK_SECONDS)  # fmt: skip
+    locked = lock.acquire()
+    try:
+        yield locked
     finally:
-        connection.delete(lock)
+        if locked:
+            with contextlib.suppress(LockError):
+                lock.release()
+
+
+def _attempt_key(chunk: str) -> str:
+    return f"{KEY_PREFIX}attempt:{chunk}"
 
 
 def commit_count(connection: redis.Redis, chunk: str) -> int:

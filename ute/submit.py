@@ -8,9 +8,7 @@ from typing import Any
 
 import redis
 from rq import Queue
-from rq.executions import Execution
 from rq.job import Job, JobStatus
-from rq.registry import StartedJobRegistry
 
 from ute import jobs, state
 from ute.jobs import ChunkSpec, FileSpec
@@ -41,10 +39,10 @@ def submit_chunks(
     return job_ids
 
 
-def requeue_at_front(connection: redis.Redis, job: Job, *, failed: bool = False) -> None:
+def requeue_at_front(connection: redis.Redis, job: Job, *, failed: bool = False) -> bool:
     """Put a chunk back at the front of its queue as a fresh job (a new generation), carrying
-    over how often it was requeued and, if it failed, on which workers."""
-    queue = state.queue(job.origin, connection)
+    over how often it was requeued and, if it failed, on which workers. False when the job had
+    already moved on (taken, finished, or requeued by someone else) since the caller looked."""
     spec = job.args[0]
     meta = {
         "requeues": int(job.meta.get("requeues", 0)) + 1,
@@ -52,26 +50,11 @@ def requeue_at_front(connection: redis.Redis, job: Job, *, failed: bool = False)
         "failed_on": [*job.meta.get("failed_on", []), *([job.worker_name] if failed else [])],
         "errors": [*job.meta.get("errors", []), *([error_signature(job)] if failed else [])],
     }
-    _delete(connection, job)
-    generation = state.next_generation(connection, spec["file_id"], spec["index"])
-    new_id = state.chunk_job_id(spec["file_id"], spec["index"], generation)
-    queue.enqueue_job(queue.create_job(**_job_kwargs(spec, new_id), meta=meta), at_front=True)
-
-
-def _delete(connection: redis.Redis, job: Job) -> None:
-    """job.delete(), after forgetting executions whose records expired: rq 3 keeps an
-    execution's record only while its worker refreshes it (about 90 s), and job.delete() raises
-    ValueError for a job that lists one that is gone (a worker killed long ago, a long outage)."""
-    executions = job.execution_registry
-    gone = [execution_id for execution_id in executions.get_execution_ids()
-            if not connection.exists(Execution(execution_id, job.id, connection=connection).key)]  # fmt: skip
-    if gone:
-        with connection.pipeline() as pipeline:
-            pipeline.zrem(executions.key, *gone)
-            pipeline.zrem(StartedJobRegistry(job.origin, connection=connection).key,
-                          *(f"{job.id}:{execution_id}" for execution_id in gone))  # fmt: skip
-            pipeline.execute()
-    job.delete()
+    queue = state.queue(job.origin, connection)
+    replacement = state.replace_chunk_job(
+        connection, job, lambda new_id: queue.create_job(**_job_kwargs(spec, new_id), meta=meta)
+    )
+    return replacement is not None
 
 
 def retry_delay(job: Job) -> float | None:
@@ -134,7 +117,6 @@ def _job_data(queue: Queue, spec: ChunkSpec, job_id: str) -> Any:
 
 def clear_chunks(connection: redis.Redis, file_id: str, chunk_count: int) -> None:
     """Drop whatever jobs an earlier run left for this file; segments on disk are kept."""
-    for job in state.current_chunk_jobs(connection, file_id, chunk_count):
-        if job is not None:
-            job.delete()
+    jobs = state.current_chunk_jobs(connection, file_id, chunk_count)
+    state.delete_jobs(connection, [job for job in jobs if job is not None])
     state.forget_generations(connection, file_id)

@@ -147,8 +147,8 @@ class UteWorker(Worker):
     def _requeue_now(self, job_id: str) -> None:
         try:
             job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
-            submit.requeue_at_front(self.connection, job)
-            log.warning("aborted job %s; it is back at the front of queue %s", job_id, job.origin)
+            if submit.requeue_at_front(self.connection, job):
+                log.warning("aborted job %s; it is back at the front of queue %s", job_id, job.origin)
         except Exception as error:  # the coordinator's monitor requeues it within seconds anyway
             log.warning("could not requeue job %s (%s); the monitor will", job_id, error)
 
