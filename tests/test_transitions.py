@@ -43,7 +43,8 @@ def test_requeues_of_one_attempt_from_many_clients_make_one_new_generation(clean
     for round_number in range(1, 11):
         snapshots = [Job.fetch(job.id, connection=state.connect(clean_redis), serializer=JSONSerializer)
                      for _ in range(CLIENTS)]  # fmt: skip
-        won = _all_at_once(CLIENTS, lambda n: submit.requeue_at_front(snapshots[n].connection, snapshots[n]))
+        won = _all_at_once(CLIENTS, lambda n, jobs=snapshots: submit.requeue_at_front(jobs[n].connection,
+                                                                                      jobs[n]))  # fmt: skip
         assert won.count(True) == 1, won
         assert state.chunk_generations(connection, "f" * 16) == {3: round_number}
         new_id = state.chunk_job_id("f" * 16, 3, round_number)
@@ -83,12 +84,16 @@ def test_of_many_attempts_committing_at_once_only_the_newest_commits(clean_redis
     for round_number in range(10):
         chunk = state.chunk_key("e" * 16, round_number)
         attempts = [f"attempt-{n}" for n in range(CLIENTS)]
-        _all_at_once(CLIENTS, lambda n: state.claim_chunk(state.connect(clean_redis), chunk, attempts[n]))
-        newest = connection.get(f"{state.KEY_PREFIX}attempt:{chunk}").decode()
 
-        def commit(n: int) -> bool:
+        def claim(n: int, chunk: str = chunk, attempts: list[str] = attempts) -> None:
+            state.claim_chunk(state.connect(clean_redis), chunk, attempts[n])
+
+        def commit(n: int, chunk: str = chunk, attempts: list[str] = attempts) -> bool:
             with state.commit_fence(state.connect(clean_redis), chunk, attempts[n]) as allowed:
                 return allowed
+
+        _all_at_once(CLIENTS, claim)
+        newest = connection.get(f"{state.KEY_PREFIX}attempt:{chunk}").decode()
 
         allowed = _all_at_once(CLIENTS, commit)
         assert [attempts[n] for n, ok in enumerate(allowed) if ok] == [newest]

@@ -55,12 +55,11 @@ def cancel(connection: redis.Redis, job_id: str) -> str:
 
 def take_off_queue(connection: redis.Redis, file_id: str, chunk_count: int, *, stop_running: bool) -> None:
     """The service's half of pause (queued chunks leave the queue) and cancel (running ones stop)."""
-    for job in state.current_chunk_jobs(connection, file_id, chunk_count):
-        if job is None:
-            continue
-        if job.get_status(refresh=False) == JobStatus.QUEUED:
-            job.delete()  # queued again by the service on resume
-        elif stop_running and job.get_status(refresh=False) == JobStatus.STARTED:
+    jobs = [job for job in state.current_chunk_jobs(connection, file_id, chunk_count) if job is not None]
+    # Queued again by the service on resume.
+    state.delete_jobs(connection, [job for job in jobs if job.get_status(refresh=False) == JobStatus.QUEUED])
+    for job in jobs:
+        if stop_running and job.get_status(refresh=False) == JobStatus.STARTED:
             send_stop_job_command(connection, job.id)
 
 

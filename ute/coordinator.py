@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ute import config, monitor, pipeline, state, submit
+from ute import config, control, farm, monitor, pipeline, state, submit
 from ute.errors import EncodeError, UteError
 from ute.localworkers import local_workers
 from ute.logs import console
@@ -88,7 +88,8 @@ def encode_file(
             log.info("waiting for workers: start `ute-worker --redis-url %s` on any machine",
                      state.redacted(url))  # fmt: skip
         try:
-            _wait_for_chunks(connection, prepared, local)
+            disks = farm.DiskGuard(connection, [prepared.work_dir, output.parent])
+            _wait_for_chunks(connection, prepared, local, disks)
             state.save_file_record(connection, job_id, state="muxing")
             verified = pipeline.finalize(prepared, output, replace=force)
         except UteError as error:
@@ -117,8 +118,9 @@ def _redis(redis_url: str | None, work_dir: Path) -> Iterator[str]:
 
 def _wait_for_chunks(
     connection: redis.Redis, prepared: pipeline.PreparedFile,
-    local_workers: Sequence[subprocess.Popen[bytes]],
+    local_workers: Sequence[subprocess.Popen[bytes]], disks: farm.DiskGuard,
 ) -> None:  # fmt: skip
+    """Until every chunk is encoded and there is room to mux them."""
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -131,15 +133,23 @@ def _wait_for_chunks(
     ) as bar:
         watchdog = monitor.ChunkMonitor(connection)
         task = bar.add_task(prepared.name, total=prepared.info.frame_count, chunks="", fps="")
-        backoff = state.RedisBackoff(POLL_SECONDS)
+        backoff = farm.RedisBackoff(POLL_SECONDS)
         while True:
             if local_workers and all(p.poll() is not None for p in local_workers):
                 raise EncodeError(f"every local worker has exited; see their logs in {prepared.work_dir}")
             try:
+                if not disks.check():
+                    control.take_off_queue(connection, prepared.file_id, len(prepared.chunks),
+                                           stop_running=False)  # fmt: skip
+                    time.sleep(backoff.pause)
+                    continue
                 progress = _check_chunks(connection, prepared, watchdog)
-                backoff.answered()
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
-                backoff.unreachable(error)
+                disks.chunks_found_no_space(watchdog.no_space)
+                if backoff.answered():
+                    watchdog.hold()  # heartbeats lapsed while Redis was out
+            except redis.exceptions.RedisError as error:
+                if not backoff.unavailable(error):
+                    raise
                 time.sleep(backoff.pause)
                 continue
             bar.update(task, completed=progress.frames_done, fps=f"{progress.fps:.1f} fps",

@@ -18,8 +18,8 @@ import redis
 from rq.command import send_command
 from rq.job import Job, JobStatus
 
-from ute import state, submit
-from ute.settings import stuck_seconds_override
+from ute import farm, state, submit
+from ute.settings import chunk_retry_delays, stuck_seconds_override
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,20 @@ class ChunkMonitor:
     forgets the progress of jobs it is not shown)."""
 
     connection: redis.Redis
+    no_space: list[Job] = field(default_factory=list)  # chunks the last sweep found failed for want of space
     _progress: dict[str, _Seen] = field(default_factory=dict)
     _orphaned_since: dict[str, float] = field(default_factory=dict)
+    _held_until: float = 0.0
+
+    def hold(self, seconds: float = START_GRACE_SECONDS) -> None:
+        """Take no missing heartbeat for a dead worker for a while (after Redis was out, every
+        heartbeat may have lapsed while the encoders went on)."""
+        self._held_until = time.monotonic() + seconds
 
     def sweep(self, jobs: Sequence[Job | None]) -> list[str]:
         """Requeue dead and stuck chunks at the front of their queue; return the old job ids."""
         now = time.monotonic()
+        self.no_space = []
         by_status: dict[JobStatus | None, list[Job]] = {}
         for job in jobs:
             if job is not None:
@@ -67,6 +75,8 @@ class ChunkMonitor:
             if _younger_than(job, START_GRACE_SECONDS):
                 continue
             if not state.is_alive(self.connection, job.id):
+                if now < self._held_until:
+                    continue
                 if submit.requeue_at_front(self.connection, job):
                     log.warning("chunk job %s lost its worker %s; requeued at the front", job.id,
                                 job.worker_name or "(unknown)")  # fmt: skip
@@ -104,15 +114,24 @@ class ChunkMonitor:
         return rescued
 
     def _retry_failed(self, failed: list[Job]) -> list[str]:
-        """Failed chunks with tries left go back to the front once their delay has passed."""
+        """Failed chunks with tries left go back to the front once their delay has passed. A full
+        disk is not the chunk's fault: such a chunk goes again, uncounted, after the first delay
+        (the service holds the queues while the disk is full)."""
         retried = []
         for job in failed:
-            delay = submit.retry_delay(job)
+            no_space = farm.is_no_space(submit.failure_message(job))
+            if no_space:
+                self.no_space.append(job)
+            delay = chunk_retry_delays()[0] if no_space else submit.retry_delay(job)
             if delay is None or job.ended_at is None or not _older_than(job.ended_at, delay):
                 continue
-            if submit.requeue_at_front(self.connection, job, failed=True):
-                log.warning("chunk job %s failed on %s; trying it again (failure %d)", job.id,
-                            job.worker_name, int(job.meta.get("failures", 0)) + 1)  # fmt: skip
+            if submit.requeue_at_front(self.connection, job, failed=not no_space):
+                if no_space:
+                    log.warning("chunk job %s found no space on the disk; trying it again (not counted "
+                                "as a failure)", job.id)  # fmt: skip
+                else:
+                    log.warning("chunk job %s failed on %s; trying it again (failure %d)", job.id,
+                                job.worker_name, int(job.meta.get("failures", 0)) + 1)  # fmt: skip
                 retried.append(job.id)
         return retried
 
@@ -128,6 +147,8 @@ class ChunkMonitor:
 def _stop(connection: redis.Redis, job: Job) -> None:
     """Tell the worker to stop an attempt that was already replaced (rq's send_stop_job_command
     would look the deleted job up first); its late commit is fenced out anyway."""
+    if not job.worker_name:
+        return
     try:
         send_command(connection, job.worker_name, "stop-job", job_id=job.id)
     except Exception as error:

@@ -78,7 +78,8 @@ def chunk_specs(info: SourceInfo, chunks: Sequence[plan.Chunk], file_id: str) ->
 def check_chunks(
     connection: redis.Redis, prepared: PreparedFile, queue_name: str
 ) -> tuple[ChunkProgress, list[Job | None]]:
-    """One look at a file's chunks: put back what Redis lost, and read how far they have got.
+    """One look at a file's chunks: queue again those without a job (lost by Redis, or held back
+    while the file or the farm was paused), and read how far they have got.
 
     The jobs come back too, for the monitor's sweep, so they are fetched once per look."""
     # A Redis restart replays only what reached its append-only file.
@@ -86,7 +87,7 @@ def check_chunks(
     jobs = state.current_chunk_jobs(connection, prepared.file_id, len(prepared.chunks))
     progress = read_progress(jobs, prepared.chunks)
     if progress.missing:
-        log.warning("%s: Redis lost %d chunk jobs; queueing them again", prepared.name, len(progress.missing))
+        log.info("%s: queueing %d chunks that have no job in Redis", prepared.name, len(progress.missing))
         submit.submit_chunks(connection, prepared.file_spec, [prepared.specs[i] for i in progress.missing],
                              queue_name)  # fmt: skip
     if progress.complete:

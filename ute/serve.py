@@ -6,7 +6,7 @@ import contextlib
 import logging
 import threading
 
-from ute import pipeline, runner, state
+from ute import farm, pipeline, runner, state
 from ute.errors import UteError
 from ute.history import HISTORY_FILE_NAME, History
 from ute.inbox import InboxLayout
@@ -39,6 +39,9 @@ def serve(
     for stale in pipeline.remove_stale_partials(options.outbox):
         log.info("removed %s, a half-muxed output of an earlier run", stale.name)
     options.work_root.mkdir(parents=True, exist_ok=True)
+    full = farm.low_disk([options.inbox, options.outbox, options.work_root])
+    if full:
+        raise UteError(f"not starting: {full}")
     history = History(options.work_root / HISTORY_FILE_NAME)
     with contextlib.ExitStack() as stack:
         private = None

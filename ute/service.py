@@ -21,7 +21,7 @@ from pathlib import Path
 import redis
 from rq.job import Job
 
-from ute import chunklogs, config, control, monitor, pipeline, plugins, state, submit
+from ute import chunklogs, config, control, farm, monitor, pipeline, plugins, state, submit
 from ute.errors import UteError
 from ute.history import (
     OUTCOME_CANCELLED,
@@ -90,6 +90,7 @@ class Service:
         # Pre plugins, muxing and verifying take seconds to minutes: never in the service loop.
         self.helpers = ThreadPoolExecutor(HELPER_THREADS, thread_name_prefix="ute-file")
         self.monitor = monitor.ChunkMonitor(connection)
+        self.disks = farm.DiskGuard(connection, [options.work_root, options.outbox])
         self._last_monitor = 0.0
 
     def run(
@@ -103,16 +104,18 @@ class Service:
         """
         self.watcher.start()
         log.info("watching %s (high priority: %s)", self.layout.root, self.layout.high)
-        backoff = state.RedisBackoff(POLL_SECONDS)
+        backoff = farm.RedisBackoff(POLL_SECONDS)
         try:
             while not (until() if stop.is_set() and until else stop.is_set()):
                 if supervise and not stop.is_set():
                     supervise()
                 try:
                     self.step(take_new_files=not stop.is_set())
-                    backoff.answered()
-                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
-                    backoff.unreachable(error)
+                    if backoff.answered():
+                        self.monitor.hold()  # heartbeats lapsed while Redis was out
+                except redis.exceptions.RedisError as error:
+                    if not backoff.unavailable(error):
+                        raise
                 time.sleep(backoff.pause)
         finally:
             self.watcher.stop()
@@ -123,7 +126,8 @@ class Service:
         return any(active.finalizing is not None for active in self.active.values())
 
     def step(self, *, take_new_files: bool = True) -> None:
-        for event in self.watcher.poll() if take_new_files else []:
+        room = self.disks.check()
+        for event in self.watcher.poll() if take_new_files and room else []:
             try:
                 if isinstance(event, Arrival):
                     self._take(event)
@@ -139,7 +143,7 @@ class Service:
             request = state.file_control(self.connection, active.job_id)
             if request == control.CANCEL and not active.finalizing:
                 self._cancel(active)
-            elif request == control.PAUSE and not active.finalizing:
+            elif (request == control.PAUSE or not room) and not active.finalizing:
                 # Running chunks finish; queued ones leave the queue; the monitor leaves it alone.
                 if active.prepared:
                     control.take_off_queue(self.connection, active.prepared.file_id,
@@ -150,6 +154,7 @@ class Service:
         if now - self._last_monitor >= MONITOR_EVERY_SECONDS:
             self._last_monitor = now
             self.monitor.sweep(encoding_jobs)
+            self.disks.chunks_found_no_space(self.monitor.no_space)
 
     def _take(self, arrival: Arrival) -> None:
         info = arrival.info

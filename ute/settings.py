@@ -29,6 +29,10 @@ ENV_STUCK_SECONDS = "UTE_STUCK_SECONDS"
 DEFAULT_LOG_TTL_SECONDS = 7 * 24 * 3600
 ENV_LOG_TTL = "UTE_LOG_TTL"
 
+# Below this much free space on a disk UTE writes to, the farm pauses and `ute serve` won't start.
+DEFAULT_MIN_FREE_MB = 1024
+ENV_MIN_FREE_MB = "UTE_MIN_FREE_MB"
+
 ENV_REDIS_URL = "UTE_REDIS_URL"
 ENV_FFMPEG = "UTE_FFMPEG"
 
@@ -100,6 +104,16 @@ def log_ttl_seconds() -> int:
         return int(override) if override else DEFAULT_LOG_TTL_SECONDS
     except ValueError as error:
         raise SettingsError(f"{ENV_LOG_TTL}={override!r}: use a whole number of seconds") from error
+
+
+def min_free_bytes() -> int:
+    """How much free space UTE wants on each disk it writes to; $UTE_MIN_FREE_MB overrides it."""
+    override = os.environ.get(ENV_MIN_FREE_MB)
+    try:
+        megabytes = float(override) if override else DEFAULT_MIN_FREE_MB
+    except ValueError as error:
+        raise SettingsError(f"{ENV_MIN_FREE_MB}={override!r}: use a number of megabytes") from error
+    return int(megabytes * 2**20)
 
 
 def redis_url_from_env() -> str | None:

@@ -27,24 +27,6 @@ QUEUE_LOW = "low"
 QUEUES = (QUEUE_HIGH, QUEUE_LOW)  # workers listen in this order
 KEY_PREFIX = "ute:"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-# While Redis is away, clients wait ever longer between tries, up to this.
-REDIS_RETRY_MAX_SECONDS = 30.0
-
-
-class RedisBackoff:
-    """Pauses between polls that grow while Redis is unreachable and shrink back once it answers."""
-
-    def __init__(self, pause: float) -> None:
-        self.normal = self.pause = pause
-
-    def answered(self) -> None:
-        self.pause = self.normal
-
-    def unreachable(self, error: Exception) -> None:
-        self.pause = min(self.pause * 2, REDIS_RETRY_MAX_SECONDS)
-        log.warning("Redis is unreachable (%s); trying again in %.0f s", error, self.pause)
-
-
 def redacted(url: str) -> str:
     """The URL with its password (`:secret@` or `?password=secret`) replaced, for logs and messages."""
     parts = urlsplit(url)
@@ -297,7 +279,7 @@ def file_record(connection: redis.Redis, job_id: str) -> dict[str, str] | None:
 def file_records(connection: redis.Redis) -> list[tuple[str, dict[str, str]]]:
     """Every file UTE knows about, in arrival order; expired ones leave the index."""
     job_ids = [raw.decode() for raw in connection.zrange(FILES_INDEX, 0, -1)]
-    pipe = connection.pipeline()
+    pipe = connection.pipeline(transaction=False)  # reads: work while writes are refused
     for job_id in job_ids:
         pipe.hgetall(_file_record_key(job_id))
     records = []
@@ -307,6 +289,31 @@ def file_records(connection: redis.Redis) -> list[tuple[str, dict[str, str]]]:
         else:
             connection.zrem(FILES_INDEX, job_id)
     return records
+
+
+# The farm's pause: while the service finds a disk nearly full it keeps this key alive with the
+# reason; workers take no chunk while it exists. It lapses by itself if the service goes away.
+FARM_PAUSE_KEY = f"{KEY_PREFIX}farm:paused"
+FARM_PAUSE_TTL_SECONDS = 30
+
+
+def pause_farm(connection: redis.Redis, reason: str) -> None:
+    connection.set(FARM_PAUSE_KEY, reason, ex=FARM_PAUSE_TTL_SECONDS)
+
+
+def resume_farm(connection: redis.Redis) -> None:
+    connection.delete(FARM_PAUSE_KEY)
+
+
+def farm_pause(connection: redis.Redis) -> str | None:
+    """Why the farm is paused, or None."""
+    raw = connection.get(FARM_PAUSE_KEY)
+    return raw.decode() if raw else None
+
+
+def try_write(connection: redis.Redis) -> None:
+    """A write that changes nothing that matters: raises what Redis says when it refuses writes."""
+    connection.set(f"{KEY_PREFIX}write-probe", "1", px=1000)
 
 
 # Workers announce themselves every second with a short-lived key: a dead one drops out of

@@ -10,7 +10,7 @@ import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from ute import state
+from ute import farm, state
 from ute.plan import Chunk
 from ute.progress import read_progress
 
@@ -19,14 +19,19 @@ ACTIVE_STATES = ("queued", "encoding")
 
 def snapshot(connection: redis.Redis) -> dict[str, Any]:
     """The `ute status --json` document (README: ute status)."""
+    refusing = farm.redis_problem(connection)
+    # rq reads jobs in MULTI blocks, which a Redis that refuses writes refuses too: then only
+    # what plain reads give is shown.
+    detailed = refusing is None
     live = state.live_workers(connection)
-    running = [facts["job"] for facts in live if facts.get("job")]
+    running = [facts["job"] for facts in live if facts.get("job")] if detailed else []
     jobs = dict(zip(running, Job.fetch_many(running, connection=connection, serializer=JSONSerializer),
                     strict=True))  # one round trip for all workers' chunks
     workers = [_worker(facts, jobs.get(facts.get("job") or "")) for facts in live]
     swarm_fps = round(sum(worker["fps"] for worker in workers), 2)
-    files = [_file(connection, job_id, record) for job_id, record in state.file_records(connection)]
-    return {"swarm_fps": swarm_fps, "workers": workers, "jobs": files,
+    files = [_file(connection, job_id, record, detailed) for job_id, record in state.file_records(connection)]
+    paused = refusing or state.farm_pause(connection)
+    return {"swarm_fps": swarm_fps, "paused": paused, "workers": workers, "jobs": files,
             "queue_eta_seconds": _queue_eta(files, swarm_fps)}  # fmt: skip
 
 
@@ -49,7 +54,7 @@ def _worker(facts: dict[str, Any], job: Job | None) -> dict[str, Any]:
     }
 
 
-def _file(connection: redis.Redis, job_id: str, record: dict[str, str]) -> dict[str, Any]:
+def _file(connection: redis.Redis, job_id: str, record: dict[str, str], detailed: bool) -> dict[str, Any]:
     chunk_frames = json.loads(record.get("chunk_frames", "[]"))
     frames_total = int(record.get("frames_total", sum(chunk_frames)))
     file_state = record.get("state", "queued")
@@ -62,7 +67,7 @@ def _file(connection: redis.Redis, job_id: str, record: dict[str, str]) -> dict[
     }  # fmt: skip
     if file_state in ("done", "muxing"):
         entry.update(chunks_done=len(chunk_frames), frames_done=frames_total)
-    elif record.get("file_id") and chunk_frames:
+    elif record.get("file_id") and chunk_frames and detailed:
         jobs = state.current_chunk_jobs(connection, record["file_id"], len(chunk_frames))
         progress = read_progress(jobs, _chunks(chunk_frames))
         entry.update(chunks_done=progress.chunks_done, frames_done=progress.frames_done,

@@ -76,7 +76,8 @@ def render(snap: dict[str, Any]) -> Group:
         files = Text("no files: drop videos into the inbox", "dim")  # type: ignore[assignment]
     if not snap["workers"]:
         workers = Text("no workers: start ute-worker --redis-url URL", "dim")  # type: ignore[assignment]
-    return Group(header, Text(""), files, Text(""), workers, Text("q to quit", "dim"))
+    paused = [Text(f"farm paused: {snap['paused']}", "bold red")] if snap.get("paused") else []
+    return Group(header, *paused, Text(""), files, Text(""), workers, Text("q to quit", "dim"))
 
 
 @contextlib.contextmanager

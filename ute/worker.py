@@ -23,7 +23,7 @@ from rq.executions import Execution
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from ute import jobs, pathmap, state, submit, tools
+from ute import farm, jobs, pathmap, state, submit, tools
 from ute.errors import UteError
 from ute.logs import setup_logging
 from ute.settings import redis_url_from_env
@@ -227,9 +227,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             worker.work(burst=args.burst, logging_level=args.log_level.upper())
             return 0
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
-            log.warning("lost Redis (%s); reconnecting", error)
-            _wait_for_redis(connection)
+        except redis.exceptions.RedisError as error:
+            backoff = farm.RedisBackoff(0.5)
+            if not backoff.unavailable(error):
+                print(f"ute-worker: error: {error}", file=sys.stderr)
+                return 1
+            _wait_for_redis(connection, backoff)
             with contextlib.suppress(redis.exceptions.RedisError):
                 worker.register_death()  # so the same name can register again
         except Exception as error:  # one line for the user, not a traceback
@@ -247,18 +250,19 @@ def _set_up_path_map(entries: list[str]) -> None:
             log.warning("%s is not a folder on this machine (not mounted yet?)", mapping.worker)
 
 
-def _wait_for_redis(connection: redis.Redis) -> None:
-    """Back off until Redis answers; a stop signal meanwhile ends the worker as usual."""
+def _wait_for_redis(connection: redis.Redis, backoff: farm.RedisBackoff) -> None:
+    """Back off until Redis answers and takes writes; a stop signal meanwhile ends the worker."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    backoff = state.RedisBackoff(0.5)
     while True:
         time.sleep(backoff.pause)
         try:
-            connection.ping()
+            state.try_write(connection)
+            backoff.answered()
             return
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
-            backoff.unreachable(error)
+        except redis.exceptions.RedisError as error:
+            if not backoff.unavailable(error):
+                raise
 
 
 if __name__ == "__main__":
