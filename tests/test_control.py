@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -107,3 +108,37 @@ def test_retry_finds_a_failed_file_in_the_history_once_redis_forgot(tmp_path: Pa
     with pytest.raises(UteError, match=r"not in .* any more"):  # failed/movie.mkv is job0's
         control.retry(connection, "job7", inbox, history)
     assert (inbox / "failed" / "movie.mkv").read_bytes() == b"older"
+
+
+def test_pause_resume_and_cancel_work_on_a_file_run_by_ute_encode(tmp_path: Path, clean_redis: str) -> None:
+    """They used to print "pausing…" and be ignored; a failed or cancelled run now leaves no
+    chunk queued for remote workers either."""
+    source = make_clip(tmp_path / "movie.mkv", seconds=12, size="640x360", gop=48)
+    log = tmp_path / "encode.log"
+
+    def encode(output: str) -> subprocess.Popen[bytes]:
+        return spawn([sys.executable, "-m", "ute.cli", "encode", str(source), "-o", str(tmp_path / output),
+                      "--workers", "1", "--redis-url", clean_redis, "--preset", "slow",
+                      "--chunk-frames", "48"], log_path=log)  # fmt: skip
+
+    run = encode("paused.mkv")
+    job = wait_for(lambda: (j := job_of(clean_redis, "movie.mkv")) and j["chunks_done"] >= 1 and j,
+                   "a first chunk", log=log, process=run)  # fmt: skip
+    assert run_ute("pause", job["id"], "--redis-url", clean_redis).returncode == 0
+    connection = state.connect(clean_redis)
+    wait_for(lambda: "paused: queued chunks wait" in log.read_text(), "the pause", log=log, process=run)
+    wait_for(lambda: state.queue(state.QUEUE_LOW, connection).count == 0, "the queued chunks to leave")
+    assert run.poll() is None
+    assert run_ute("resume", job["id"], "--redis-url", clean_redis).returncode == 0
+    assert run.wait(timeout=300) == 0, log.read_text()
+    assert (tmp_path / "paused.mkv").exists()
+
+    run = encode("cancelled.mkv")
+    job = wait_for(lambda: (j := job_of(clean_redis, "movie.mkv")) and j["state"] == "encoding" and j,
+                   "the second run", log=log, process=run)  # fmt: skip
+    assert run_ute("cancel", job["id"], "--redis-url", clean_redis).returncode == 0
+    assert run.wait(timeout=120) == 1
+    assert "cancelled by `ute cancel" in log.read_text()
+    assert state.queue(state.QUEUE_LOW, connection).count == 0
+    assert not (tmp_path / "cancelled.mkv").exists()
+    assert job_of(clean_redis, "movie.mkv")["state"] == "cancelled"  # type: ignore[index]

@@ -89,11 +89,16 @@ def encode_file(
                      state.redacted(url))  # fmt: skip
         try:
             disks = farm.DiskGuard(connection, [prepared.work_dir, output.parent])
-            _wait_for_chunks(connection, prepared, local, disks)
+            _wait_for_chunks(connection, prepared, job_id, local, disks)
             state.save_file_record(connection, job_id, state="muxing")
             verified = pipeline.finalize(prepared, output, replace=force)
-        except UteError as error:
-            state.finish_file_record(connection, job_id, "failed", error=str(error))
+        except BaseException as error:  # failed, cancelled, interrupted: no chunk is left to others
+            with contextlib.suppress(redis.exceptions.RedisError):
+                control.take_off_queue(connection, prepared.file_id, len(prepared.chunks), stop_running=True)
+                submit.clear_chunks(connection, prepared.file_id, len(prepared.chunks))
+                if isinstance(error, UteError):
+                    outcome = "cancelled" if isinstance(error, CancelledError) else "failed"
+                    state.finish_file_record(connection, job_id, outcome, error=str(error), control="")
             raise
         state.finish_file_record(connection, job_id, "done", output=str(output))
     shutil.rmtree(prepared.work_dir, ignore_errors=True)
@@ -116,11 +121,16 @@ def _redis(redis_url: str | None, work_dir: Path) -> Iterator[str]:
         yield url
 
 
+class CancelledError(UteError):
+    """`ute cancel` was asked for the file this run encodes."""
+
+
 def _wait_for_chunks(
-    connection: redis.Redis, prepared: pipeline.PreparedFile,
+    connection: redis.Redis, prepared: pipeline.PreparedFile, job_id: str,
     local_workers: Sequence[subprocess.Popen[bytes]], disks: farm.DiskGuard,
 ) -> None:  # fmt: skip
-    """Until every chunk is encoded and there is room to mux them."""
+    """Until every chunk is encoded and there is room to mux them; `ute pause` holds the queued
+    chunks back until `ute resume`, `ute cancel` ends the run."""
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -134,13 +144,22 @@ def _wait_for_chunks(
         watchdog = monitor.ChunkMonitor(connection)
         task = bar.add_task(prepared.name, total=prepared.info.frame_count, chunks="", fps="")
         backoff = farm.RedisBackoff(POLL_SECONDS)
+        paused = False
         while True:
             if local_workers and all(p.poll() is not None for p in local_workers):
                 raise EncodeError(f"every local worker has exited; see their logs in {prepared.work_dir}")
             try:
-                if not disks.check():
+                request = state.file_control(connection, job_id)
+                if request == control.CANCEL:
+                    raise CancelledError(f"{prepared.name}: cancelled by `ute cancel {job_id}`")
+                if paused != (request == control.PAUSE):
+                    paused = request == control.PAUSE
+                    log.info("%s: %s", prepared.name, f"paused: queued chunks wait for `ute resume {job_id}`"
+                             if paused else "resumed")  # fmt: skip
+                if paused or not disks.check():
                     control.take_off_queue(connection, prepared.file_id, len(prepared.chunks),
                                            stop_running=False)  # fmt: skip
+                    bar.update(task, fps="paused")
                     time.sleep(backoff.pause)
                     continue
                 progress = _check_chunks(connection, prepared, watchdog)
