@@ -117,8 +117,8 @@ def test_chaos_loses_nothing_and_commits_each_chunk_once(tmp_path: Path, seed: i
     inbox = tmp_path / "inbox"
     (inbox / "high").mkdir(parents=True)
     (tmp_path / "sources").mkdir()
-    sources = {name: make_clip(tmp_path / "sources" / Path(name).name, seconds=seconds, gop=24, size="640x360",
-                               audio_tracks=1)
+    sources = {name: make_clip(tmp_path / "sources" / Path(name).name, seconds=seconds, gop=24,
+                               size="640x360", audio_tracks=1)
                for name, seconds in FILES.items()}  # fmt: skip
     log, chaos_log = tmp_path / "serve.log", tmp_path / "chaos.log"
     farm = Farm(tmp_path, log)
