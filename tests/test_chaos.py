@@ -42,14 +42,15 @@ class Farm:
         self.seen: dict[int, psutil.Process] = {}
 
     def start(self) -> None:
+        before = self.log.stat().st_size if self.log.exists() else 0
         self.serve = spawn([
             sys.executable, "-m", "ute.cli", "serve", "--inbox", str(self.folder / "inbox"),
             "--outbox", str(self.folder / "outbox"), "--plugins", "/nonexistent", "--workers", "3",
             "--redis-port", str(self.port), "--settle-seconds", "1", "--preset", "ultrafast",
             "--chunk-frames", "24", "--x265-params", "lossless=1", "--log-level", "DEBUG",
         ], log_path=self.log)  # fmt: skip
-        wait_for(lambda: "started 3 local workers" in self.log.read_text()[-20000:], "the farm",
-                 log=self.log, process=self.serve)  # fmt: skip
+        wait_for(lambda: "started 3 local workers" in self.log.read_bytes()[before:].decode(errors="replace"),
+                 "the farm", log=self.log, process=self.serve)  # fmt: skip
         self.note_processes()
 
     def note_processes(self) -> list[psutil.Process]:
