@@ -4,6 +4,7 @@ it is; nothing fails for it and no retry is spent on it."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -19,7 +20,7 @@ from ute.settings import min_free_bytes
 
 log = logging.getLogger(__name__)
 
-NO_SPACE = "No space left on device"
+NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device", as ffmpeg and Python say it
 _WRITE_REFUSALS = {
     "MISCONF": "Redis cannot save its data (its disk is full or its folder is gone): free space where "
                "Redis keeps its data",
@@ -104,7 +105,7 @@ def _existing(folder: Path) -> Path:
 
 
 def is_no_space(message: str) -> bool:
-    return NO_SPACE in message or os.strerror(28) in message
+    return NO_SPACE in message
 
 
 class DiskGuard:
