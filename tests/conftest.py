@@ -60,6 +60,14 @@ def _reap_spawned() -> Iterator[None]:
         process.wait()
 
 
+def exited(process: psutil.Process) -> bool:
+    """Gone, or a zombie: orphans here may be reparented to a PID 1 that never reaps them."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def run_ute(*args: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """`ute ARGS` as a user runs it (the installed package, this interpreter)."""
     return subprocess.run([sys.executable, "-m", "ute.cli", *map(str, args)], capture_output=True,

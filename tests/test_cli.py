@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from media import make_clip
 
 from ute import state
+from ute.cli_parser import build_parser
+from ute.settings import check_redis_url
+from ute.worker import build_parser as worker_parser
 
 
 def run(*argv: str | Path) -> subprocess.CompletedProcess[str]:
@@ -72,3 +77,61 @@ def test_a_redis_password_never_shows_in_messages() -> None:
         result = run(*argv, "--redis-url", "redis://:s3cret@127.0.0.1:9/0")
         assert result.returncode != 0 and "redis://:***@127.0.0.1:9/0" in result.stderr
         assert "s3cret" not in result.stdout + result.stderr
+
+
+HEAVY = ("av", "rq", "redis", "watchdog", "rich", "numpy", "psutil")
+
+
+def heavy_modules_after(code: str, heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    """The heavy packages a fresh interpreter has loaded after running code (names, not seconds)."""
+    probe = f"import json, sys\n{code}\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = json.loads(result.stdout.splitlines()[-1])
+    return [name for name in heavy if name in loaded]
+
+
+def test_the_parser_and_help_load_no_heavy_module() -> None:
+    assert heavy_modules_after("import ute.cli\nute.cli.build_parser()") == []
+    for argv in (["--help"], ["status", "--help"], ["serve", "--help"]):
+        assert heavy_modules_after(f"import ute.cli\ntry:\n    ute.cli.main({argv!r})\n"
+                                   "except SystemExit:\n    pass") == []  # fmt: skip
+
+
+def test_status_json_loads_only_what_reads_redis(clean_redis: str) -> None:
+    """`ute status --json` needs redis and rq (and rich, for the log), never PyAV, numpy or watchdog."""
+    code = f"import ute.cli\nassert ute.cli.main(['status', '--json', '--redis-url', {clean_redis!r}]) == 0"
+    assert heavy_modules_after(code, ("av", "numpy", "watchdog", "psutil")) == []
+
+
+FORMS = "use redis://HOST:PORT/DB, rediss://… or unix:///path/to/socket"
+
+
+@pytest.mark.parametrize("argv", [["ute", "status", "--json"], ["ute", "encode", "in.mkv", "-o", "out.mkv"],
+                                  ["ute-worker"]])  # fmt: skip
+def test_a_redis_url_of_another_scheme_is_one_line(argv: list[str]) -> None:
+    result = run(*argv, "--redis-url", "http://:s3cret@127.0.0.1:9/0")
+    assert result.returncode == 2
+    assert result.stderr == f"{argv[0]}: error: --redis-url http://:***@127.0.0.1:9/0: {FORMS}\n"
+
+
+def test_a_bad_redis_url_in_the_environment_is_named_as_such() -> None:
+    result = subprocess.run([sys.executable, "-m", "ute.cli", "status", "--json"], capture_output=True,
+                            text=True, env={**os.environ, "UTE_REDIS_URL": "127.0.0.1:6479"})  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == f"ute: error: $UTE_REDIS_URL 127.0.0.1:6479: {FORMS}\n"
+
+
+def test_every_redis_client_defaults_to_the_redis_of_ute_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UTE_REDIS_URL", raising=False)
+    parser = build_parser()
+    for argv in (["status"], ["logs", "x"], ["dashboard"], ["pause", "x"], ["retry", "x"]):
+        assert parser.parse_args(argv).redis_url == "redis://127.0.0.1:6479/0"
+    assert worker_parser().parse_args([]).redis_url == "redis://127.0.0.1:6479/0"
+    assert "redis://127.0.0.1:6479/0" in worker_parser().format_help()
+    assert parser.parse_args(["encode", "a", "-o", "b"]).redis_url is None  # a private Redis
+
+
+def test_the_three_forms_of_redis_url_pass() -> None:
+    for url in ("redis://127.0.0.1:6479/0", "rediss://:s3cret@host:6380/0?ssl_ca_certs=/ca.pem",
+                "unix:///run/redis/redis.sock?db=0"):  # fmt: skip
+        check_redis_url(url)

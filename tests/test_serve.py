@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import failing_ffmpeg, spawn, wait_for
+from conftest import exited, failing_ffmpeg, spawn, wait_for
 from media import frame_hashes, make_clip
 from rq import Queue
 from rq.job import Job
@@ -355,6 +355,42 @@ def test_serve_starts_its_private_redis_and_local_workers_again_when_they_die(se
     assert frame_hashes(outbox / "movie.mkv") == frame_hashes(source)
     workers = [p for p in psutil.Process(serve.pid).children() if "ute.worker" in " ".join(p.cmdline())]
     assert len(workers) == 2 and worker.pid not in {p.pid for p in workers}
+    runner.stop([serve])
+
+
+def test_sigkill_of_serve_alone_takes_its_workers_encoders_and_redis_with_it(service_folder: Path) -> None:
+    inbox, outbox = service_folder / "inbox", service_folder / "outbox"
+    log = service_folder / "serve.log"
+    source = make_clip(service_folder / "movie.mkv", seconds=10, fps=24, gop=24)
+    options = ("--workers", "2", "--redis-port", str(free_port()), "--chunk-frames", "96",
+               "--x265-params", "lossless=1", "--preset", "medium")  # fmt: skip
+    serve = start_serve(service_folder, *options)
+    wait_for(lambda: "started 2 local workers" in log.read_text(), "the workers", log=log, process=serve)
+    (inbox / "movie.mkv").write_bytes(source.read_bytes())
+
+    def encoding() -> bool:
+        with contextlib.suppress(psutil.NoSuchProcess):  # a process that ended while we looked
+            workers = [p for p in psutil.Process(serve.pid).children() if "ute.worker" in p.cmdline()]
+            return any("libx265" in p.cmdline() for w in workers for p in w.children(recursive=True))
+        return False
+
+    wait_for(encoding, "a worker to encode a chunk", log=log, process=serve)
+    started: dict[psutil.Process, str] = {}
+    for process in psutil.Process(serve.pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            started[process] = process.name()
+    assert "redis-server" in started.values() and any("ffmpeg" in name for name in started.values())
+    serve.send_signal(signal.SIGKILL)
+    serve.wait()
+    deadline = time.monotonic() + 5
+    while (left := [name for process, name in started.items() if not exited(process)]) and \
+            time.monotonic() < deadline:  # fmt: skip
+        time.sleep(0.1)
+    assert not left, f"still running 5 s after ute serve was killed: {left}"
+
+    serve = start_serve(service_folder, *options)  # the port of its Redis is free again
+    wait_for((inbox / "done" / "movie.mkv").exists, "the file to finish", log=log, process=serve)
+    assert frame_hashes(outbox / "movie.mkv") == frame_hashes(source)
     runner.stop([serve])
 
 

@@ -4,16 +4,19 @@ and leaves chunks it failed to others."""
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from pathlib import Path
 
-from conftest import start_worker
+import psutil
+from conftest import exited, spawn, start_worker, wait_for
 from media import make_clip
 from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from ute import state, submit
-from ute.jobs import ChunkSpec, FileSpec, segment_name
+from ute.jobs import ALLOWED_JOB_FUNCTIONS, ChunkSpec, FileSpec, segment_name
 from ute.probe import count_frames, probe
 from ute.settings import EncodeSettings
 from ute.worker import PASS_ON_SECONDS, LeftToOthers
@@ -71,3 +74,29 @@ def test_a_chunk_that_failed_here_is_left_to_others_for_a_while_only() -> None:
     assert not left.leave("j3", ["broken", "good"], "broken", both, now=0.0), "failed everywhere"
     assert left.leave("j4", ["broken"], "broken", both, now=1000.0)
     assert set(left.since) == {"j4"}, "chunks taken by others long ago are forgotten"
+
+
+def test_chunks_are_submitted_under_the_name_workers_allow() -> None:
+    assert submit.ENCODE_CHUNK_FUNCTION in ALLOWED_JOB_FUNCTIONS
+
+
+# A coordinator as far as its local workers can tell: it starts one and waits to be killed.
+STAND_IN_COORDINATOR = """
+import sys, time
+from pathlib import Path
+from ute.localworkers import local_workers
+with local_workers(sys.argv[1], 1, Path(sys.argv[2])):
+    print("workers started", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_local_worker_exits_when_its_coordinator_is_killed(clean_redis: str, tmp_path: Path) -> None:
+    log = tmp_path / "coordinator.log"
+    coordinator = spawn([sys.executable, "-c", STAND_IN_COORDINATOR, clean_redis, str(tmp_path)], log)
+    wait_for(lambda: "workers started" in log.read_text(), "the local worker", log=log, process=coordinator)
+    [worker] = psutil.Process(coordinator.pid).children()
+    coordinator.send_signal(signal.SIGKILL)
+    wait_for(lambda: exited(worker), "the worker to exit", timeout=5)
+    worker_log = next(tmp_path.glob("local-*.log")).read_text()
+    assert f"the coordinator (pid {coordinator.pid}) is gone" in worker_log

@@ -13,24 +13,24 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ute import config
 from ute.cli_parser import build_parser
 from ute.errors import UteError
-from ute.logs import setup_logging
-from ute.settings import EncodeSettings
 
 if TYPE_CHECKING:
     from ute.history import History
+    from ute.settings import EncodeSettings
 
 log = logging.getLogger("ute")
 
 EXIT_FAILURE = 1
+EXIT_USAGE = 2  # as argparse exits on a bad argument
 EXIT_INTERRUPTED = 130
 
 
 def run_plan(args: argparse.Namespace) -> int:
     from ute.pipeline import plan_for
     from ute.probe import probe
+    from ute.settings import EncodeSettings
 
     info = probe(args.source)
     chunks = plan_for(info, EncodeSettings(chunk_frames=args.chunk_frames))
@@ -79,6 +79,9 @@ def run_encode(args: argparse.Namespace) -> int:
 
 def _encode_settings(args: argparse.Namespace) -> EncodeSettings:
     """Defaults, then the config file, then the options given on the command line."""
+    from ute import config
+    from ute.settings import EncodeSettings
+
     given = {key: getattr(args, key) for key in config.KEY_TYPES if getattr(args, key, None) is not None}
     return config.apply(EncodeSettings(), [*config.config_layer(args.config),
                                            config.Layer("the command line", given)])  # fmt: skip
@@ -152,13 +155,15 @@ def run_history(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from ute import state, status, tui
+    from ute import state, status
 
     connection = state.connect(args.redis_url)
     _check_redis(connection, args.redis_url)
     if args.json:
         print(json.dumps(status.snapshot(connection)))
     else:
+        from ute import tui
+
         tui.run(connection, once=args.once)
     return 0
 
@@ -225,8 +230,23 @@ def _check_redis(connection: object, url: str) -> None:
                        "--redis-url)")  # fmt: skip
 
 
+def _check_redis_url(args: argparse.Namespace) -> None:
+    url = getattr(args, "redis_url", None)
+    if url is not None:
+        from ute.settings import check_redis_url
+
+        check_redis_url(url)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        _check_redis_url(args)
+    except UteError as error:
+        print(f"ute: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    from ute.logs import setup_logging
+
     setup_logging(args.log_level, getattr(args, "log_file", None))
     handlers = {"plan": run_plan, "encode": run_encode, "serve": run_serve, "history": run_history,
                 "status": run_status, "logs": run_logs, "dashboard": run_dashboard,

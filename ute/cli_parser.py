@@ -1,4 +1,6 @@
-"""The `ute` command line's arguments: every subcommand, option, default and help text."""
+"""The `ute` command line's arguments: every subcommand, option, default and help text.
+
+Imports only ute.defaults, so that `ute --help` starts fast; the handlers in ute.cli import the rest."""
 
 from __future__ import annotations
 
@@ -6,13 +8,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ute import __version__, config
-from ute.plugins import DEFAULT_PLUGIN_TIMEOUT_SECONDS
-from ute.serve import DEFAULT_REDIS_PORT, SERVE_REDIS_URL
-from ute.service import DEFAULT_SETTLE_SECONDS, DEFAULT_STALL_SECONDS, DONE_ACTIONS
-from ute.settings import DEFAULT_CRF, DEFAULT_PRESET, X265_PRESETS, redis_url_from_env
-
-DEFAULT_LOCAL_WORKERS = 2
+from ute import __version__, defaults
 
 
 def _add_encode_options(parser: argparse.ArgumentParser) -> None:
@@ -20,11 +16,12 @@ def _add_encode_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "encode options", "Also settable in TOML files; see README: Settings for the order.")
     group.add_argument("--config", type=Path, metavar="FILE",
-                       help=f"settings file (default: ./{config.DEFAULT_CONFIG_NAME} if present)")
+                       help=f"settings file (default: ./{defaults.DEFAULT_CONFIG_NAME} if present)")
     group.add_argument("--crf", type=float,
-                       help=f"x265 constant rate factor, 0-51, lower is better (default: {DEFAULT_CRF:g})")
-    group.add_argument("--preset", choices=X265_PRESETS, metavar="PRESET",
-                       help=f"x265 preset, ultrafast ... placebo (default: {DEFAULT_PRESET})")
+                       help="x265 constant rate factor, 0-51, lower is better "
+                            f"(default: {defaults.DEFAULT_CRF:g})")  # fmt: skip
+    group.add_argument("--preset", choices=defaults.X265_PRESETS, metavar="PRESET",
+                       help=f"x265 preset, ultrafast ... placebo (default: {defaults.DEFAULT_PRESET})")
     group.add_argument("--x265-params", metavar="K=V:K=V",
                        help="extra x265 parameters, e.g. lossless=1 or aq-mode=3:psy-rd=1")
     group.add_argument("--crop", metavar="W:H:X:Y", help="crop every frame, e.g. 1920:800:0:140")
@@ -38,9 +35,9 @@ def _add_chunk_frames(parser: argparse.ArgumentParser | argparse._ArgumentGroup)
 
 
 def _add_redis_url(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis-url", default=redis_url_from_env() or SERVE_REDIS_URL, metavar="URL",
-                        help="the Redis to read (default: $UTE_REDIS_URL, else the private Redis "
-                             "of `ute serve`, %(default)s)")  # fmt: skip
+    parser.add_argument("--redis-url", default=defaults.redis_url_from_env() or defaults.DEFAULT_REDIS_URL,
+                        metavar="URL", help="the Redis to read (default: $UTE_REDIS_URL, else the private "
+                        f"Redis of `ute serve`, {defaults.DEFAULT_REDIS_URL})")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,10 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     encode_parser.add_argument("source", type=Path, metavar="SOURCE")
     encode_parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTPUT",
                                help="where the .mkv goes")  # fmt: skip
-    encode_parser.add_argument("--workers", type=int, default=DEFAULT_LOCAL_WORKERS, metavar="N",
+    encode_parser.add_argument("--workers", type=int, default=defaults.DEFAULT_LOCAL_WORKERS, metavar="N",
                                help="local workers to start; 0 = only remote ute-worker "
                                     "processes (default: %(default)s)")  # fmt: skip
-    encode_parser.add_argument("--redis-url", default=redis_url_from_env(), metavar="URL",
+    encode_parser.add_argument("--redis-url", default=defaults.redis_url_from_env(), metavar="URL",
                                help="use this Redis (default: $UTE_REDIS_URL, else start a "
                                     "private one on 127.0.0.1)")  # fmt: skip
     encode_parser.add_argument("--force", action="store_true", help="replace an existing OUTPUT")
@@ -99,26 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--plugins", type=Path, default=Path("plugins"), metavar="DIR",
                               help="plugin folder with pre/ and post/ (default: ./plugins; "
                                    "a missing folder means no plugins)")  # fmt: skip
-    serve_parser.add_argument("--plugin-timeout", type=float, default=DEFAULT_PLUGIN_TIMEOUT_SECONDS,
+    serve_parser.add_argument("--plugin-timeout", type=float, default=defaults.DEFAULT_PLUGIN_TIMEOUT_SECONDS,
                               metavar="S", help="seconds one plugin may run (default: %(default)g)")
-    serve_parser.add_argument("--workers", type=int, default=DEFAULT_LOCAL_WORKERS, metavar="N",
+    serve_parser.add_argument("--workers", type=int, default=defaults.DEFAULT_LOCAL_WORKERS, metavar="N",
                               help="local workers to start beside the service; 0 = remote "
                                    "workers only (default: %(default)s)")  # fmt: skip
-    serve_parser.add_argument("--redis-url", default=redis_url_from_env(), metavar="URL",
+    serve_parser.add_argument("--redis-url", default=defaults.redis_url_from_env(), metavar="URL",
                               help="use this Redis (default: $UTE_REDIS_URL, else start a private "
                                    "one that keeps its data in OUTBOX/.ute-work/redis)")  # fmt: skip
-    serve_parser.add_argument("--redis-port", type=int, default=DEFAULT_REDIS_PORT, metavar="PORT",
+    serve_parser.add_argument("--redis-port", type=int, default=defaults.DEFAULT_REDIS_PORT, metavar="PORT",
                               help="port of the private Redis (default: %(default)s)")  # fmt: skip
-    serve_parser.add_argument("--redis-bind", default="127.0.0.1", metavar="ADDR",
+    serve_parser.add_argument("--redis-bind", default=defaults.DEFAULT_REDIS_BIND, metavar="ADDR",
                               help="address the private Redis listens on; other machines need a "
                                    "reachable one (default: %(default)s, this machine only)")  # fmt: skip
-    serve_parser.add_argument("--settle-seconds", type=float, default=DEFAULT_SETTLE_SECONDS,
+    serve_parser.add_argument("--settle-seconds", type=float, default=defaults.DEFAULT_SETTLE_SECONDS,
                               metavar="S", help="a file must stay unchanged this long before it is "
                               "probed (default: %(default)g)")  # fmt: skip
-    serve_parser.add_argument("--stall-seconds", type=float, default=DEFAULT_STALL_SECONDS,
+    serve_parser.add_argument("--stall-seconds", type=float, default=defaults.DEFAULT_STALL_SECONDS,
                               metavar="S", help="an incomplete or unreadable file is refused only "
                               "after staying unchanged this long (default: %(default)g)")  # fmt: skip
-    serve_parser.add_argument("--done-action", choices=DONE_ACTIONS, default="move",
+    serve_parser.add_argument("--done-action", choices=defaults.DONE_ACTIONS, default="move",
                               help="what happens to a source after its output is verified: move "
                                    "it to INBOX/done/, delete it, or keep it (default: move)")  # fmt: skip
     serve_parser.add_argument("--log-file", type=Path, metavar="FILE",
@@ -170,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     dashboard_parser.add_argument("--host", default="127.0.0.1",
                                   help="address to listen on (default: %(default)s, this machine only)")
-    dashboard_parser.add_argument("--port", type=int, default=9181, help="(default: %(default)s)")
+    dashboard_parser.add_argument("--port", type=int, default=defaults.DEFAULT_DASHBOARD_PORT,
+                                  help="(default: %(default)s)")
     dashboard_parser.add_argument("--username", help="HTTP basic auth user")
     dashboard_parser.add_argument("--password", default=os.environ.get("UTE_DASHBOARD_PASSWORD"),
                                   help="HTTP basic auth password (default: $UTE_DASHBOARD_PASSWORD)")

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ute import names
+from ute.defaults import DEFAULT_CONFIG_NAME
 from ute.errors import SettingsError
 from ute.settings import EncodeSettings
 
-DEFAULT_CONFIG_NAME = "ute.toml"
 FOLDER_CONFIG_NAME = ".ute.toml"
 SIDECAR_SUFFIX = ".ute.toml"
 # The keys a layer may set, with the types TOML or JSON may give them.

@@ -15,8 +15,8 @@ import redis
 from rq import Worker
 
 from ute import runner, state
+from ute.defaults import ENV_PARENT_PID, ENV_REDIS_URL
 from ute.errors import UteError
-from ute.settings import ENV_REDIS_URL
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,8 @@ def _spawn(url: str, name: str, log_dir: Path) -> subprocess.Popen[bytes]:
     return runner.spawn(
         [sys.executable, "-m", "ute.worker", "--name", name],
         log_path=log_dir / f"{name}.log",
-        env={**os.environ, ENV_REDIS_URL: url},  # not in argv, where `ps` shows a password
+        # The URL not in argv, where `ps` shows a password; our pid, so that it exits when we die.
+        env={**os.environ, ENV_REDIS_URL: url, ENV_PARENT_PID: str(os.getpid())},
     )
 
 

@@ -19,12 +19,12 @@ from typing import Any
 
 from ute import runner
 from ute.config import Layer
+from ute.defaults import DEFAULT_PLUGIN_TIMEOUT_SECONDS
 from ute.errors import UteError
 
 log = logging.getLogger(__name__)
 
 PRE, POST = "pre", "post"
-DEFAULT_PLUGIN_TIMEOUT_SECONDS = 600.0
 STDERR_IN_REASON_LINES = 5
 
 

@@ -54,7 +54,8 @@ class PrivateRedis:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.process = runner.spawn(self.argv, log_path=self.data_dir / "redis.log")
+        # Dies with us, however we end: left behind, it would hold the port a restart wants.
+        self.process = runner.spawn(self.argv, log_path=self.data_dir / "redis.log", die_with_parent=True)
         _wait_until_ready(self.url, self.process)
 
     def restart_if_dead(self) -> bool:

@@ -139,8 +139,12 @@ def spawn(
     *,
     env: Mapping[str, str] | None = None,
     log_path: Path | None = None,
+    die_with_parent: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start a long-running helper (a worker, a Redis server) in its own process group."""
+    """Start a long-running helper (a worker, a Redis server) in its own process group.
+
+    die_with_parent: Linux kills it when the thread that started it ends, so start it from the
+    main thread."""
     argv = tuple(str(arg) for arg in argv)
     log.debug("spawn: %s", argv)
     output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
@@ -152,6 +156,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             env=dict(env) if env is not None else None,
             start_new_session=True,
+            preexec_fn=_die_with_parent if die_with_parent else None,
         )
     except OSError as error:
         raise CommandError(f"cannot start {argv[0]}: {error.strerror}") from error

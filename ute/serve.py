@@ -7,6 +7,7 @@ import logging
 import threading
 
 from ute import farm, pipeline, runner, state
+from ute.defaults import DEFAULT_REDIS_BIND, DEFAULT_REDIS_PORT
 from ute.errors import UteError
 from ute.history import HISTORY_FILE_NAME, History
 from ute.inbox import InboxLayout
@@ -16,10 +17,6 @@ from ute.service import ServeOptions, Service
 
 log = logging.getLogger(__name__)
 
-# A fixed port, so that remote workers find the private Redis again after a restart.
-DEFAULT_REDIS_PORT = 6479
-SERVE_REDIS_URL = f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0"
-
 
 def serve(
     options: ServeOptions,
@@ -27,7 +24,7 @@ def serve(
     workers: int,
     redis_url: str | None,
     redis_port: int = DEFAULT_REDIS_PORT,
-    redis_bind: str = "127.0.0.1",
+    redis_bind: str = DEFAULT_REDIS_BIND,
     stop: threading.Event | None = None,
     abort: threading.Event | None = None,
 ) -> None:

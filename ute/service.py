@@ -22,6 +22,7 @@ import redis
 from rq.job import Job
 
 from ute import chunklogs, config, control, farm, monitor, pipeline, plugins, state, submit
+from ute.defaults import DEFAULT_SETTLE_SECONDS, DEFAULT_STALL_SECONDS
 from ute.errors import UteError
 from ute.history import (
     OUTCOME_CANCELLED,
@@ -40,9 +41,6 @@ from ute.verify import Verified
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SETTLE_SECONDS = 5.0
-DEFAULT_STALL_SECONDS = 120.0
-DONE_ACTIONS = ("move", "delete", "keep")
 POLL_SECONDS = 0.5
 MONITOR_EVERY_SECONDS = 1.0
 HELPER_THREADS = 4

@@ -6,17 +6,20 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
+from ute.defaults import (
+    DEFAULT_CRF,
+    DEFAULT_PRESET,
+    ENV_REDIS_URL,
+    REDIS_URL_FORMS,
+    REDIS_URL_SCHEMES,
+    X265_PRESETS,
+)
 from ute.errors import SettingsError
 from ute.x265_params import check as check_x265_params
 
-DEFAULT_CRF = 28.0
-DEFAULT_PRESET = "medium"
 DEFAULT_CHUNK_SECONDS = 10.0
-X265_PRESETS = (
-    "ultrafast", "superfast", "veryfast", "faster", "fast",
-    "medium", "slow", "slower", "veryslow", "placebo",
-)  # fmt: skip
 # rq kills a job after this many seconds; generous because a slow preset on a long chunk is slow.
 DEFAULT_CHUNK_TIMEOUT_SECONDS = 6 * 3600
 # A failed chunk is tried again after each of these waits (growing, so that a passing problem can
@@ -33,7 +36,6 @@ ENV_LOG_TTL = "UTE_LOG_TTL"
 DEFAULT_MIN_FREE_MB = 1024
 ENV_MIN_FREE_MB = "UTE_MIN_FREE_MB"
 
-ENV_REDIS_URL = "UTE_REDIS_URL"
 ENV_FFMPEG = "UTE_FFMPEG"
 
 _CROP = re.compile(r"^(?P<w>\d+):(?P<h>\d+):(?P<x>\d+):(?P<y>\d+)$")
@@ -116,6 +118,10 @@ def min_free_bytes() -> int:
     return int(megabytes * 2**20)
 
 
-def redis_url_from_env() -> str | None:
-    """The Redis URL from the environment, or None to start a private server."""
-    return os.environ.get(ENV_REDIS_URL) or None
+def check_redis_url(url: str) -> None:
+    """Refuse a URL redis-py cannot use, in one line that shows the forms it can (never the password)."""
+    if urlsplit(url).scheme.lower() not in REDIS_URL_SCHEMES:
+        from ute.state import redacted
+
+        given_as = f"${ENV_REDIS_URL}" if url == os.environ.get(ENV_REDIS_URL) else "--redis-url"
+        raise SettingsError(f"{given_as} {redacted(url)}: use {REDIS_URL_FORMS}")

@@ -26,7 +26,8 @@ QUEUE_HIGH = "high"
 QUEUE_LOW = "low"
 QUEUES = (QUEUE_HIGH, QUEUE_LOW)  # workers listen in this order
 KEY_PREFIX = "ute:"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
 def redacted(url: str) -> str:
     """The URL with its password (`:secret@` or `?password=secret`) replaced, for logs and messages."""
     parts = urlsplit(url)

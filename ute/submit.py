@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from ute import jobs, state
-from ute.jobs import ChunkSpec, FileSpec
+from ute import state
 from ute.settings import DEFAULT_CHUNK_TIMEOUT_SECONDS, chunk_retry_delays, log_ttl_seconds
+
+if TYPE_CHECKING:
+    from ute.jobs import ChunkSpec, FileSpec
+
+# By name, as rq stores it: importing ute.jobs here would load the encoder's modules (PyAV) into
+# every reader of job states (`ute status`).
+ENCODE_CHUNK_FUNCTION = "ute.jobs.encode_chunk"
 
 ACTIVE_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.FINISHED, JobStatus.DEFERRED,
                  JobStatus.SCHEDULED}  # fmt: skip
@@ -99,7 +105,7 @@ def error_signature(job: Job) -> str:
 
 def _job_kwargs(spec: dict[str, Any], job_id: str) -> dict[str, Any]:
     return {
-        "func": jobs.encode_chunk,
+        "func": ENCODE_CHUNK_FUNCTION,
         "args": (spec,),
         "job_id": job_id,
         # Descriptions are shown unescaped by rq-dashboard: never put a file name here.

@@ -24,9 +24,10 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from ute import farm, jobs, pathmap, state, submit, tools
+from ute.defaults import DEFAULT_REDIS_URL, ENV_PARENT_PID, REDIS_URL_FORMS, redis_url_from_env
 from ute.errors import UteError
 from ute.logs import setup_logging
-from ute.settings import redis_url_from_env
+from ute.settings import check_redis_url
 
 log = logging.getLogger(__name__)
 
@@ -182,9 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--redis-url",
-        default=redis_url_from_env() or state.DEFAULT_REDIS_URL,
-        help="the coordinator's Redis (default: $UTE_REDIS_URL or %(default)s)",
-    )
+        default=redis_url_from_env() or DEFAULT_REDIS_URL, metavar="URL",
+        help=f"the coordinator's Redis: {REDIS_URL_FORMS} (default: $UTE_REDIS_URL, else "
+             f"{DEFAULT_REDIS_URL}, the private Redis of `ute serve` on this machine)",
+    )  # fmt: skip
     parser.add_argument(
         "--name", default=None, help="worker name shown in status (default: host.pid)"
     )
@@ -203,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    _exit_with_parent()
     try:
+        check_redis_url(args.redis_url)
         _set_up_path_map(args.path_map)
     except UteError as error:
         print(f"ute-worker: error: {error}", file=sys.stderr)
@@ -238,6 +242,29 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as error:  # one line for the user, not a traceback
             print(f"ute-worker: error: {error}", file=sys.stderr)
             return 1
+
+
+PARENT_CHECK_SECONDS = 0.5
+
+
+def _exit_with_parent() -> None:
+    """A local worker (its coordinator set $UTE_PARENT_PID) exits with its work horse and encoder
+    once that coordinator is gone, however it ended; the next coordinator's monitor requeues the
+    chunk. rq's horse outlives its worker, so a parent-death signal on the worker alone would not do."""
+    expected = os.environ.pop(ENV_PARENT_PID, None)
+    if not expected:
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(expected):
+            time.sleep(PARENT_CHECK_SECONDS)
+        log.warning("the coordinator (pid %s) is gone: stopping this worker and its chunk", expected)
+        for process in psutil.Process().children(recursive=True):  # the work horse, ffmpeg
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ute-parent-watch", daemon=True).start()
 
 
 def _set_up_path_map(entries: list[str]) -> None:

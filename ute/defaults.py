@@ -1,0 +1,43 @@
+"""UTE's defaults and environment variable names, in one leaf module: stdlib only, no side effects.
+
+The command-line parsers take their defaults and help texts from here, so that `ute --help`
+loads none of the modules that do the work.
+"""
+
+from __future__ import annotations
+
+import os
+
+# A fixed port, so that remote workers find the private Redis of `ute serve` again after a restart.
+DEFAULT_REDIS_PORT = 6479
+DEFAULT_REDIS_BIND = "127.0.0.1"
+# Where `ute-worker`, `ute status` and the other clients look for Redis when not told: `ute serve`'s.
+DEFAULT_REDIS_URL = f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0"
+REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
+REDIS_URL_FORMS = "redis://HOST:PORT/DB, rediss://… or unix:///path/to/socket"
+
+DEFAULT_LOCAL_WORKERS = 2
+DEFAULT_DASHBOARD_PORT = 9181
+
+DEFAULT_CONFIG_NAME = "ute.toml"
+DEFAULT_CRF = 28.0
+DEFAULT_PRESET = "medium"
+X265_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast",
+    "medium", "slow", "slower", "veryslow", "placebo",
+)  # fmt: skip
+
+DEFAULT_SETTLE_SECONDS = 5.0
+DEFAULT_STALL_SECONDS = 120.0
+DONE_ACTIONS = ("move", "delete", "keep")
+DEFAULT_PLUGIN_TIMEOUT_SECONDS = 600.0
+
+ENV_REDIS_URL = "UTE_REDIS_URL"
+# Set by a coordinator for the local workers it starts: they exit when that process is gone.
+ENV_PARENT_PID = "UTE_PARENT_PID"
+
+
+def redis_url_from_env() -> str | None:
+    """$UTE_REDIS_URL, or None: then `ute encode` and `ute serve` start a private Redis, and the others
+    use DEFAULT_REDIS_URL."""
+    return os.environ.get(ENV_REDIS_URL) or None
