@@ -135,3 +135,31 @@ def test_the_three_forms_of_redis_url_pass() -> None:
     for url in ("redis://127.0.0.1:6479/0", "rediss://:s3cret@host:6380/0?ssl_ca_certs=/ca.pem",
                 "unix:///run/redis/redis.sock?db=0"):  # fmt: skip
         check_redis_url(url)
+
+
+def test_the_commands_on_one_file_take_the_id_ute_status_shows() -> None:
+    parser = build_parser()
+    for verb in ("logs", "pause", "resume", "cancel", "retry"):
+        assert parser.parse_args([verb, "0123456789abcdef"]).file_id == "0123456789abcdef"
+        usage = run("ute", verb, "--help").stdout
+        assert usage.rstrip().endswith("ID") or " ID\n" in usage, usage
+        assert "the file's id, as `ute status` shows it" in " ".join(usage.split()), usage
+
+
+def test_history_and_logs_show_the_files_id(tmp_path: Path) -> None:
+    from ute.history import HISTORY_FILE_NAME, History, HistoryEntry
+    from ute.jobspec import WORK_DIR_NAME
+
+    file_id = state.fingerprint(str(tmp_path / "inbox" / "movie.mkv"), 1000, 1)
+    history = History(tmp_path / "outbox" / WORK_DIR_NAME / HISTORY_FILE_NAME)
+    history.add(HistoryEntry(file_id=file_id, source=str(tmp_path / "inbox" / "movie.mkv"), outcome="done",
+                             output=str(tmp_path / "outbox" / "movie.mkv"), frames=240,
+                             log="== chunk 0 (ute-x-chunk-00000): finished on w1\nencoded 240"))  # fmt: skip
+    table = run("ute", "history", "--outbox", tmp_path / "outbox")
+    assert table.returncode == 0, table.stderr
+    [row] = [line for line in table.stdout.splitlines() if "movie.mkv" in line]
+    assert row.split()[:2] == ["│", file_id], table.stdout
+    nobody = "redis://127.0.0.1:9/0"  # Redis forgot the file: `ute logs` reads the history
+    logs = run("ute", "logs", file_id, "--outbox", tmp_path / "outbox", "--redis-url", nobody)
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.startswith(f"== file {file_id}: movie.mkv\n== chunk 0 "), logs.stdout

@@ -90,9 +90,9 @@ def test_retry_finds_a_failed_file_in_the_history_once_redis_forgot(tmp_path: Pa
     inbox = tmp_path / "inbox"
     layout = InboxLayout(inbox)
     layout.create()
-    for content, job_id in ((b"older", "job0"), (b"video", "job3")):  # the second lands as movie (2).mkv
+    for content, file_id in ((b"older", "job0"), (b"video", "job3")):  # the second lands as movie (2).mkv
         (inbox / "movie.mkv").write_bytes(content)
-        layout.move_to_failed(inbox / "movie.mkv", "x265 said no", job_id)
+        layout.move_to_failed(inbox / "movie.mkv", "x265 said no", file_id)
     assert "`ute retry job3`" in (inbox / "failed" / "movie (2).mkv.error.txt").read_text()
     history = History(tmp_path / "history.sqlite")
     history.add(HistoryEntry(file_id="job3", source=str(inbox / "movie.mkv"), outcome="failed", queue="low"))

@@ -154,8 +154,8 @@ def test_sigkill_of_a_workers_main_process_alone_commits_its_chunk_once(
     assert coordinator.wait(timeout=300) == 0, output.with_suffix(".log").read_text()
     runner.stop([second])
     assert frame_hashes(output) == frame_hashes(source)
-    file_id, index = job_id.split("-chunk-")[0].removeprefix("ute-"), int(chunk_of(job_id).split("-")[-1])
-    assert state.commit_count(connection, state.chunk_key(file_id, index)) == 1
+    work_id, index = job_id.split("-chunk-")[0].removeprefix("ute-"), int(chunk_of(job_id).split("-")[-1])
+    assert state.commit_count(connection, state.chunk_key(work_id, index)) == 1
 
 
 def test_a_redis_with_a_password_and_tls_works_end_to_end(tmp_path: Path) -> None:
@@ -281,7 +281,7 @@ def test_a_dead_workers_chunk_is_requeued_after_its_rq_records_expired(
     connection.delete(*expired)
     watchdog = monitor.ChunkMonitor(connection)
     # Swept as ute serve does, until the heartbeat has lapsed and the start grace has passed.
-    requeued = wait_for(lambda: watchdog.sweep(state.current_chunk_jobs(connection, prepared.file_id,
+    requeued = wait_for(lambda: watchdog.sweep(state.current_chunk_jobs(connection, prepared.work_id,
                                                                         len(prepared.chunks))),
                         "the dead worker's chunk to be requeued", timeout=30)  # fmt: skip
     assert requeued == [job_id]

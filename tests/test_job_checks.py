@@ -52,10 +52,10 @@ def prepared_file(folder: Path, name: str = "clip.mkv") -> pipeline.PreparedFile
 
 
 def enqueue(connection: redis.Redis, job_id: str, chunk: Any, file: dict[str, Any] | None = None,
-            file_id: str = "") -> None:  # fmt: skip
+            work_id: str = "") -> None:  # fmt: skip
     """What someone with write access to Redis can do: any argument, any file description."""
     if file is not None:
-        state.save_file_spec(connection, file_id, file)
+        state.save_file_spec(connection, work_id, file)
     state.queue(state.QUEUE_LOW, connection).enqueue(jobs.encode_chunk, chunk, job_id=job_id,
                                                      description="crafted", failure_ttl=600)  # fmt: skip
 
@@ -101,19 +101,19 @@ def test_a_work_dir_that_climbs_out_with_dotdot_is_refused_and_nothing_is_writte
     chunk = prepared.specs[0].to_json()
     climbing = {**prepared.file_spec.to_json(), "work_dir": f"{prepared.work_dir.parent}/../../escape"}
     # Ends in .ute-work/ID, so only the '..' rule stops it: without it the segment lands in escape/.
-    sneaky_id = "00000000000000aa"
+    sneaky_id = "00000000000000aa-000000bb"
     (tmp_path / "escape" / ".ute-work" / sneaky_id).mkdir(parents=True)
     sneaky = {**prepared.file_spec.to_json(),
               "work_dir": f"{prepared.work_dir}/../../../escape/.ute-work/{sneaky_id}"}  # fmt: skip
-    enqueue(connection, "climbing", chunk, climbing, prepared.file_id)
-    enqueue(connection, "sneaky", {**chunk, "file_id": sneaky_id}, sneaky, sneaky_id)
+    enqueue(connection, "climbing", chunk, climbing, prepared.work_id)
+    enqueue(connection, "sneaky", {**chunk, "work_id": sneaky_id}, sneaky, sneaky_id)
     before = tree(tmp_path)
 
     run_worker(clean_redis, tmp_path)
 
     assert failures(connection, ["climbing", "sneaky"]) == {
         "climbing": refused(f"chunk 0 of file {prepared.file_id}", DOTDOT),
-        "sneaky": refused(f"chunk 0 of file {sneaky_id}", DOTDOT),
+        "sneaky": refused("chunk 0 of file 00000000000000aa", DOTDOT),
     }
     assert_nothing_ran(connection, tmp_path, before)
 
@@ -121,7 +121,7 @@ def test_a_work_dir_that_climbs_out_with_dotdot_is_refused_and_nothing_is_writte
 def test_a_negative_chunk_index_is_refused(clean_redis: str, tmp_path: Path) -> None:
     prepared = prepared_file(tmp_path)
     connection = state.connect(clean_redis)
-    state.save_file_spec(connection, prepared.file_id, prepared.file_spec.to_json())
+    state.save_file_spec(connection, prepared.work_id, prepared.file_spec.to_json())
     enqueue(connection, "negative", {**prepared.specs[1].to_json(), "index": -1})
     before = tree(tmp_path)
 
@@ -140,7 +140,7 @@ def test_a_work_dir_that_is_not_the_files_own_ute_work_folder_is_refused(
 ) -> None:
     prepared = prepared_file(tmp_path)
     connection = state.connect(clean_redis)
-    ids = {job_id: f"{number:016x}" for number, job_id in
+    ids = {job_id: f"{number:016x}-{number:08x}" for number, job_id in
            enumerate(["outbox", "other-file", "not-ute-work", "trailing-slash"], start=1)}  # fmt: skip
     elsewhere = {  # each an existing folder: without the check, the segment would be written there
         "outbox": tmp_path / "outbox",
@@ -151,15 +151,15 @@ def test_a_work_dir_that_is_not_the_files_own_ute_work_folder_is_refused(
     for job_id, work_dir in elsewhere.items():
         work_dir.mkdir(parents=True, exist_ok=True)
         shown = f"{work_dir}/" if job_id == "trailing-slash" else str(work_dir)
-        enqueue(connection, job_id, {**prepared.specs[0].to_json(), "file_id": ids[job_id]},
+        enqueue(connection, job_id, {**prepared.specs[0].to_json(), "work_id": ids[job_id]},
                 {**prepared.file_spec.to_json(), "work_dir": shown}, ids[job_id])  # fmt: skip
     before = tree(tmp_path)
 
     run_worker(clean_redis, tmp_path)
 
-    expected = {job_id: refused(f"chunk 0 of file {file_id}",
-                                f"the file's work_dir is not a .ute-work/{file_id} folder")
-                for job_id, file_id in ids.items()}  # fmt: skip
+    expected = {job_id: refused(f"chunk 0 of file {state.file_id_of(work_id)}",
+                                f"the file's work_dir is not a .ute-work/{work_id} folder")
+                for job_id, work_id in ids.items()}  # fmt: skip
     assert failures(connection, list(elsewhere)) == expected
     assert_nothing_ran(connection, tmp_path, before)
 
@@ -184,8 +184,8 @@ def test_unknown_keys_and_wrong_types_are_refused(clean_redis: str, tmp_path: Pa
         "no-frames": ({**chunk, "frames": 0}, "the job's frames must be from 1 to 1000000000, not 0"),
     }  # fmt: skip
     for job_id, (crafted, _) in chunks.items():
-        enqueue(connection, job_id, crafted, good_file, prepared.file_id)
-    bad_id = {**chunk, "file_id": "../../" + HOSTILE}
+        enqueue(connection, job_id, crafted, good_file, prepared.work_id)
+    bad_id = {**chunk, "work_id": "../../" + HOSTILE}
     enqueue(connection, "bad-file-id", bad_id)
     enqueue(connection, "a-list", [chunk])
     files: dict[str, tuple[dict[str, Any], str, str]] = {
@@ -212,16 +212,17 @@ def test_unknown_keys_and_wrong_types_are_refused(clean_redis: str, tmp_path: Pa
                                     "faster, fast, medium, slow, slower, veryslow, placebo", VERSIONS),
     }  # fmt: skip
     for number, (job_id, (crafted, _, _)) in enumerate(files.items()):
-        file_id = f"{number + 1:016x}"
-        own_folder = {"work_dir": str(prepared.work_dir.parent / file_id)}
-        enqueue(connection, job_id, {**chunk, "file_id": file_id}, {**crafted, **own_folder}, file_id)
+        work_id = f"{number + 1:016x}-00000000"
+        own_folder = {"work_dir": str(prepared.work_dir.parent / work_id)}
+        enqueue(connection, job_id, {**chunk, "work_id": work_id}, {**crafted, **own_folder}, work_id)
     before = tree(tmp_path)
 
     run_worker(clean_redis, tmp_path)
 
     expected = {job_id: refused(name, problem) for job_id, (_, problem) in chunks.items()}
     expected["bool-index"] = refused(f"chunk ? of file {prepared.file_id}", chunks["bool-index"][1])
-    expected["bad-file-id"] = refused("chunk 1 of file ?", "the job's file_id is not 16 hex digits")
+    expected["bad-file-id"] = refused("chunk 1 of file ?",
+                                      "the job's work_id is not 16 hex digits, '-' and 8 hex digits")
     expected["a-list"] = refused("chunk ? of file ?", "the job's argument is a list, not a JSON object")
     for number, (job_id, (_, problem, hint)) in enumerate(files.items()):
         expected[job_id] = refused(f"chunk 1 of file {number + 1:016x}", problem, hint)
@@ -290,10 +291,10 @@ def test_a_hostile_file_name_reaches_nothing_rq_keeps(clean_redis: str, tmp_path
 
     run_worker(clean_redis, tmp_path, "--path-map", f"{coordinator_root}={tmp_path}")
 
-    done = failures(connection, state.current_chunk_job_ids(connection, encodes.file_id, [0, 1]))
+    done = failures(connection, state.current_chunk_job_ids(connection, encodes.work_id, [0, 1]))
     assert set(done.values()) == {"finished"}, done
     for fails in failing:
-        failed = failures(connection, state.current_chunk_job_ids(connection, fails.file_id, [0, 1]))
+        failed = failures(connection, state.current_chunk_job_ids(connection, fails.work_id, [0, 1]))
         for index, message in enumerate(failed.values()):
             assert message.startswith(f"chunk {index} of file {fails.file_id}: ffmpeg exited "), message
             assert "Error opening input file file:SOURCE" in message, message
@@ -301,7 +302,7 @@ def test_a_hostile_file_name_reaches_nothing_rq_keeps(clean_redis: str, tmp_path
     marks = (*HOSTILE_PARTS, coordinator_root, str(tmp_path))
     with_name = {key for key, text in dump.items() if any(mark in text for mark in marks)}
     # Only UTE's own descriptions hold it (workers need the path; rq-dashboard never shows them).
-    descriptions = {f"{state.KEY_PREFIX}filespec:{prepared.file_id}" for prepared in submitted}
+    descriptions = {f"{state.KEY_PREFIX}filespec:{prepared.work_id}" for prepared in submitted}
     assert with_name == descriptions, with_name
     everything = "\n".join(dump.values())
     assert "Error opening input file file:SOURCE." in everything, "the dump did not unpack the errors"
@@ -335,16 +336,17 @@ def test_what_the_coordinator_writes_passes_also_from_a_ts_starting_at_10_s_and_
         jobspec.check_chunk(spec.to_json())
         assert spec.seek_microseconds is None or spec.seek_microseconds >= 0
     name = f"chunk 0 of file {prepared.file_id}"
-    jobspec.check_file(prepared.file_spec.to_json(), prepared.file_id, name)
+    jobspec.check_file(prepared.file_spec.to_json(), prepared.work_id, name)
     assert prepared.file_spec.to_json()["source"] == str(tmp_path / "in" / "late.ts")
     with pytest.raises(EncodeError, match=r"^chunk 0 of file \w+: refused: the file's source has a '\.\.' "):
-        jobspec.check_file(asdict(prepared.file_spec), prepared.file_id, name)
+        jobspec.check_file(asdict(prepared.file_spec), prepared.work_id, name)
 
 
 FILE_ID = "0123456789abcdef"
-GOOD_CHUNK = {"file_id": FILE_ID, "index": 3, "start": 72, "frames": 24, "start_pts": 3000,
+WORK_ID = f"{FILE_ID}-89abcdef"
+GOOD_CHUNK = {"work_id": WORK_ID, "index": 3, "start": 72, "frames": 24, "start_pts": 3000,
               "seek_microseconds": 3_000_000}  # fmt: skip
-GOOD_FILE = {"source": "/srv/in/a.mkv", "video_index": 0, "work_dir": f"/srv/out/.ute-work/{FILE_ID}",
+GOOD_FILE = {"source": "/srv/in/a.mkv", "video_index": 0, "work_dir": f"/srv/out/.ute-work/{WORK_ID}",
              "settings": EncodeSettings().to_json()}  # fmt: skip
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
@@ -362,12 +364,12 @@ def assert_plain_line(error: EncodeError) -> None:
 
 @given(st.integers(0, jobspec.MAX_CHUNK_INDEX), st.integers(0, jobspec.MAX_FRAMES),
        st.integers(1, jobspec.MAX_FRAMES), st.integers(-(2**63), 2**63 - 1),
-       st.none() | st.integers(0, jobspec.MAX_SEEK_MICROSECONDS), st.text("0123456789abcdef", min_size=16,
-                                                                          max_size=16))  # fmt: skip
+       st.none() | st.integers(0, jobspec.MAX_SEEK_MICROSECONDS),
+       st.text("0123456789abcdef", min_size=16, max_size=16), st.text())  # fmt: skip
 def test_every_chunk_ute_can_write_passes(index: int, start: int, frames: int, pts: int, seek: int | None,
-                                          file_id: str) -> None:  # fmt: skip
-    jobspec.check_chunk({"file_id": file_id, "index": index, "start": start, "frames": frames,
-                         "start_pts": pts, "seek_microseconds": seek})  # fmt: skip
+                                          file_id: str, settings_json: str) -> None:  # fmt: skip
+    jobspec.check_chunk({"work_id": state.work_id(file_id, settings_json), "index": index, "start": start,
+                         "frames": frames, "start_pts": pts, "seek_microseconds": seek})  # fmt: skip
 
 
 @given(st.sampled_from(sorted(GOOD_CHUNK)), json_values)
@@ -375,7 +377,7 @@ def test_a_chunk_with_any_other_value_passes_only_if_it_is_in_range(key: str, va
     types = jobspec.CHUNK_FIELDS[key]
     low, high = jobspec.CHUNK_RANGES.get(key, (0, 0))
     typed = not isinstance(value, bool) and isinstance(value, types)
-    fits = typed and (value is None or (is_file_id(value) if key == "file_id" else low <= value <= high))
+    fits = typed and (value is None or (is_work_id(value) if key == "work_id" else low <= value <= high))
     try:
         jobspec.check_chunk({**GOOD_CHUNK, key: value})
     except EncodeError as error:
@@ -387,8 +389,10 @@ def test_a_chunk_with_any_other_value_passes_only_if_it_is_in_range(key: str, va
         assert fits
 
 
-def is_file_id(value: str) -> bool:
-    return len(value) == 16 and set(value) <= set("0123456789abcdef")
+def is_work_id(value: str) -> bool:
+    file_id, dash, digest = value.partition("-")
+    hex_digits = set("0123456789abcdef")
+    return (len(file_id), dash, len(digest)) == (16, "-", 8) and set(file_id + digest) <= hex_digits
 
 
 @given(json_values)
@@ -401,7 +405,7 @@ def test_anything_else_as_a_chunk_is_one_plain_line(value: Any) -> None:
 @given(st.dictionaries(st.text(max_size=12), json_values, max_size=4))
 def test_extra_keys_are_refused_and_named_only_if_plain(extra: dict[str, Any]) -> None:
     for spec, check in ((GOOD_CHUNK, jobspec.check_chunk),
-                        (GOOD_FILE, lambda data: jobspec.check_file(data, FILE_ID, "chunk 3"))):  # fmt: skip
+                        (GOOD_FILE, lambda data: jobspec.check_file(data, WORK_ID, "chunk 3"))):  # fmt: skip
         unknown = {key: value for key, value in extra.items() if key not in spec}
         if unknown:
             with pytest.raises(EncodeError, match="has unknown keys") as raised:
@@ -410,7 +414,8 @@ def test_extra_keys_are_refused_and_named_only_if_plain(extra: dict[str, Any]) -
 
 
 path_part = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="/"), max_size=6)
-path_parts = st.lists(path_part | st.sampled_from(["..", ".", ".ute-work", FILE_ID]), min_size=1, max_size=5)
+path_parts = st.lists(path_part | st.sampled_from(["..", ".", ".ute-work", WORK_ID, FILE_ID]), min_size=1,
+                      max_size=5)  # fmt: skip
 
 
 @given(path_parts, path_parts)
@@ -419,9 +424,9 @@ def test_a_work_dir_passes_only_as_a_ute_work_folder_of_the_file_without_dotdot(
 ) -> None:
     work_dir = "/" + "/".join([*head, *tail])
     parts = work_dir.split("/")
-    fits = parts[-2:] == [".ute-work", FILE_ID] and ".." not in parts and "\0" not in work_dir
+    fits = parts[-2:] == [".ute-work", WORK_ID] and ".." not in parts and "\0" not in work_dir
     try:
-        jobspec.check_file({**GOOD_FILE, "work_dir": work_dir}, FILE_ID, "chunk 3")
+        jobspec.check_file({**GOOD_FILE, "work_dir": work_dir}, WORK_ID, "chunk 3")
     except EncodeError as error:
         assert not fits, error
         assert_plain_line(error)
@@ -430,14 +435,15 @@ def test_a_work_dir_passes_only_as_a_ute_work_folder_of_the_file_without_dotdot(
 
 
 def test_after_the_path_map_the_work_folder_may_move_but_stays_the_files_own() -> None:
-    jobspec.check_on_worker("/mnt/in/a.mkv", f"/mnt/ute-work/{FILE_ID}", FILE_ID, "chunk 3")
+    jobspec.check_on_worker("/mnt/in/a.mkv", f"/mnt/ute-work/{WORK_ID}", WORK_ID, "chunk 3")
     for source, work_dir, problem in [
-        ("/mnt/in/a.mkv", f"mnt/.ute-work/{FILE_ID}", "the file's work_dir is not an absolute path"),
-        ("/mnt/../a.mkv", f"/mnt/.ute-work/{FILE_ID}", "the file's source has a '..' component"),
-        ("/mnt/in/a.mkv", "/mnt/ute-work", f"the file's work_dir does not end in {FILE_ID}"),
+        ("/mnt/in/a.mkv", f"mnt/.ute-work/{WORK_ID}", "the file's work_dir is not an absolute path"),
+        ("/mnt/../a.mkv", f"/mnt/.ute-work/{WORK_ID}", "the file's source has a '..' component"),
+        ("/mnt/in/a.mkv", "/mnt/ute-work", f"the file's work_dir does not end in {WORK_ID}"),
+        ("/mnt/in/a.mkv", f"/mnt/ute-work/{FILE_ID}", f"the file's work_dir does not end in {WORK_ID}"),
     ]:
         with pytest.raises(EncodeError) as raised:
-            jobspec.check_on_worker(source, work_dir, FILE_ID, "chunk 3 of file x")
+            jobspec.check_on_worker(source, work_dir, WORK_ID, "chunk 3 of file x")
         assert str(raised.value) == (f"chunk 3 of file x: refused: after this worker's path map, {problem}; "
                                      "check this worker's --path-map or UTE_PATH_MAP")  # fmt: skip
 
@@ -462,19 +468,19 @@ def test_a_hostile_name_is_gone_from_a_message_in_every_form(before: str, after:
     text = template.format(path=path, repr=repr(path), json=json.dumps(path, ensure_ascii=False),
                            ascii_json=json.dumps(path), name=name, replaced=replaced,
                            first_line=lines[0], last_line=lines[-1])  # fmt: skip
-    scrubbed = jobspec.Hidden.of([path], [f"/srv/out/.ute-work/{FILE_ID}"]).scrub(text)
+    scrubbed = jobspec.Hidden.of([path], [f"/srv/out/.ute-work/{WORK_ID}"]).scrub(text)
     assert "<img" not in scrubbed, (text, scrubbed)
 
 
 def test_an_encoder_failure_chains_nothing_and_names_no_path(tmp_path: Path) -> None:
     """What rq would keep: the traceback of the error, with its causes and contexts."""
     source = make_clip(tmp_path / HOSTILE, seconds=1, gop=24)
-    work_dir = tmp_path / "outbox" / ".ute-work" / FILE_ID
+    work_dir = tmp_path / "outbox" / ".ute-work" / WORK_ID
     work_dir.mkdir(parents=True)
     file = jobs.FileSpec(str(source), 0, str(work_dir), EncodeSettings(preset="ultrafast").to_json())
     source.unlink()
     with pytest.raises(EncodeError) as raised:
-        jobs.encode(file, jobs.ChunkSpec(FILE_ID, 0, 0, 24, 0))
+        jobs.encode(file, jobs.ChunkSpec(WORK_ID, 0, 0, 24, 0))
     kept = "".join(traceback.format_exception(raised.value))
     assert raised.value.__cause__ is None and raised.value.__context__ is None
     assert not any(part in kept for part in HOSTILE_PARTS) and str(tmp_path) not in kept, kept
@@ -485,6 +491,30 @@ def test_an_encoder_failure_chains_nothing_and_names_no_path(tmp_path: Path) -> 
 
 def test_the_chunk_name_shows_only_sane_parts() -> None:
     assert jobspec.chunk_name(GOOD_CHUNK) == f"chunk 3 of file {FILE_ID}"
-    assert jobspec.chunk_name({"index": 10**30, "file_id": "<b>"}) == "chunk ? of file ?"
+    assert jobspec.chunk_name({"index": 10**30, "work_id": "<b>"}) == "chunk ? of file ?"
     assert jobspec.chunk_name("anything") == "chunk ? of file ?"
-    assert jobspec.chunk_name({"index": -5, "file_id": FILE_ID}) == f"chunk -5 of file {FILE_ID}"
+    assert jobspec.chunk_name({"index": -5, "work_id": WORK_ID}) == f"chunk -5 of file {FILE_ID}"
+    assert jobspec.chunk_name({"index": 3, "work_id": FILE_ID}) == "chunk 3 of file ?"
+
+
+@given(st.text(), st.integers(0, 2**40), st.integers(0, 2**62), st.text())
+def test_a_work_id_is_the_files_id_and_8_hex_of_its_settings(path: str, size: int, mtime_ns: int,
+                                                            settings_json: str) -> None:  # fmt: skip
+    file_id = state.fingerprint(path, size, mtime_ns)
+    work_id = state.work_id(file_id, settings_json)
+    assert re.fullmatch("[0-9a-f]{16}", file_id) and jobspec.WORK_ID.fullmatch(work_id)
+    assert state.file_id_of(work_id) == file_id and work_id.startswith(f"{file_id}-")
+    assert jobspec.chunk_name({**GOOD_CHUNK, "work_id": work_id}) == f"chunk 3 of file {file_id}"
+    assert state.work_id(file_id, settings_json + " ") != work_id, "other settings, other chunks"
+
+
+@pytest.mark.parametrize("work_id", [
+    FILE_ID, f"{FILE_ID}-", f"{FILE_ID}-89abcde", f"{FILE_ID}-89abcdef0", f"{FILE_ID}_89abcdef",
+    f"{FILE_ID}-89ABCDEF", f"{FILE_ID.upper()}-89abcdef", f"{FILE_ID[:15]}-89abcdef", f"{FILE_ID}-89abcdeg",
+    f"{WORK_ID}\n", f"../{WORK_ID}", f"{WORK_ID}/..", "",
+])  # fmt: skip
+def test_a_work_id_other_than_16_hex_dash_8_hex_is_refused(work_id: str) -> None:
+    with pytest.raises(EncodeError, match=r"^chunk 3 of file \?: refused: the job's work_id is not 16 hex "):
+        jobspec.check_chunk({**GOOD_CHUNK, "work_id": work_id})
+    with pytest.raises(EncodeError, match="refused: the file's work_dir"):
+        jobspec.check_file({**GOOD_FILE, "work_dir": f"/srv/out/.ute-work/{WORK_ID}"}, work_id, "chunk 3")

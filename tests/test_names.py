@@ -53,7 +53,7 @@ def test_a_long_named_file_goes_to_failed_with_its_reason_and_can_be_retried(tmp
     layout.create()
     source = layout.root / LONG
     source.write_text("not a video")
-    moved = layout.move_to_failed(source, f"{source}: not a media file", job_id="0123456789abcdef")
+    moved = layout.move_to_failed(source, f"{source}: not a media file", file_id="0123456789abcdef")
     reasons = list(layout.failed.glob(f"*{ERROR_SUFFIX}"))
     assert moved == layout.failed / LONG and len(reasons) == 1
     assert len(reasons[0].name.encode()) <= NAME_MAX_BYTES and "not a media file" in reasons[0].read_text()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from media import make_clip
 
-from ute import plugins, runner, tools
+from ute import plugin_api, plugins, runner, tools
 from ute.plugins import PluginError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ def test_pre_plugins_see_the_contract_and_their_overrides_count(tmp_path: Path) 
     write(tmp_path / "plugins" / "pre" / "01_env.py", ENV_DUMP)
     write(tmp_path / "plugins" / "pre" / "02_crop.sh",
           'echo \'{"crop": "100:50:0:2", "crf": 20}\' > "$UTE_OVERRIDES"\n')  # fmt: skip
-    result = plugins.run_pre(tmp_path / "plugins", job_id="job1", source=source, work_dir=tmp_path / "w")
+    result = plugins.run_pre(tmp_path / "plugins", file_id="job1", source=source, work_dir=tmp_path / "w")
     environment = json.loads(result.log_lines[0].split("] ", 1)[1])
     assert environment["UTE_STAGE"] == "pre" and environment["UTE_JOB_ID"] == "job1"
     assert environment["UTE_SOURCE"] == str(source)
@@ -56,20 +56,20 @@ def test_a_failing_pre_plugin_refuses_the_file_with_its_stderr(tmp_path: Path) -
     write(tmp_path / "pre" / "05_guard.sh", 'echo "no HDR here" >&2\nexit 3\n')
     write(tmp_path / "pre" / "06_never.sh", "touch ran\n")
     with pytest.raises(PluginError, match=r"pre plugin 05_guard.sh refused src.mkv: exit status 3: no HDR"):
-        plugins.run_pre(tmp_path, job_id="j", source=tmp_path / "src.mkv", work_dir=tmp_path / "w")
+        plugins.run_pre(tmp_path, file_id="j", source=tmp_path / "src.mkv", work_dir=tmp_path / "w")
     assert not (tmp_path / "pre" / "ran").exists()
 
 
 def test_bad_overrides_json_is_a_clear_error(tmp_path: Path) -> None:
     write(tmp_path / "pre" / "01_bad.sh", 'echo "crop=1" > "$UTE_OVERRIDES"\n')
     with pytest.raises(PluginError, match="not valid JSON"):
-        plugins.run_pre(tmp_path, job_id="j", source=tmp_path / "src.mkv", work_dir=tmp_path / "w")
+        plugins.run_pre(tmp_path, file_id="j", source=tmp_path / "src.mkv", work_dir=tmp_path / "w")
 
 
 def test_post_plugins_all_run_and_failures_are_warnings(tmp_path: Path) -> None:
     write(tmp_path / "post" / "01_fail.py", "import sys; sys.exit('webhook unreachable')")
     write(tmp_path / "post" / "02_env.py", ENV_DUMP)
-    result = plugins.run_post(tmp_path, job_id="j", source=tmp_path / "a.mkv", output=tmp_path / "b.mkv")
+    result = plugins.run_post(tmp_path, file_id="j", source=tmp_path / "a.mkv", output=tmp_path / "b.mkv")
     assert result.warnings == ["post plugin 01_fail.py failed: exit status 1: webhook unreachable"]
     environment = json.loads(next(line for line in result.log_lines if "02_env.py out" in line)
                              .split("] ", 1)[1])  # fmt: skip
@@ -79,7 +79,7 @@ def test_post_plugins_all_run_and_failures_are_warnings(tmp_path: Path) -> None:
 def test_a_plugin_that_hangs_is_stopped(tmp_path: Path) -> None:
     write(tmp_path / "pre" / "01_hang.sh", "sleep 60\n")
     with pytest.raises(PluginError, match="stopped after"):
-        plugins.run_pre(tmp_path, job_id="j", source=tmp_path / "s.mkv", work_dir=tmp_path / "w", timeout=1)
+        plugins.run_pre(tmp_path, file_id="j", source=tmp_path / "s.mkv", work_dir=tmp_path / "w", timeout=1)
 
 
 def test_shipped_cropdetect_finds_letterbox_bars(tmp_path: Path) -> None:
@@ -114,3 +114,8 @@ def test_shipped_summary_post_plugin_writes_one_line(tmp_path: Path, source_name
                    check=True, timeout=60)  # fmt: skip
     lines = (output.parent / "ute-summary.log").read_text().splitlines()
     assert len(lines) == 1 and f"{shown} -> movie.mkv" in lines[0]
+
+
+def test_plugin_api_gives_the_files_id_by_both_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UTE_JOB_ID", "0123456789abcdef")
+    assert plugin_api.file_id() == plugin_api.job_id() == "0123456789abcdef"

@@ -62,7 +62,7 @@ def test_status_json_tui_and_logs_during_a_real_encode(tmp_path: Path, clean_red
 
         try:
             screen = wait_for(screen_with_progress, "the file and a progress bar on the tmux screen", 60)
-            assert "worker" in screen and "fps" in screen
+            assert "worker" in screen and "fps" in screen and job["id"] in screen
             subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
             wait_for(lambda: subprocess.run(["tmux", "has-session", "-t", session],
                                             capture_output=True).returncode != 0, "q to quit", 10)
@@ -72,8 +72,12 @@ def test_status_json_tui_and_logs_during_a_real_encode(tmp_path: Path, clean_red
     wait_for(lambda: (inbox / "done" / "status clip.mkv").exists(), "the file to finish")
     logs = run_ute("logs", job["id"], "--chunk", "0", "--redis-url", clean_redis, "--outbox", str(outbox))
     assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.startswith(f"== file {job['id']}: status clip.mkv\n"), logs.stdout
     assert "chunk 0" in logs.stdout and "encoded 96 frames" in logs.stdout
     assert "== chunk 1" not in logs.stdout
+    assert worker["chunk"]["file_id"] == job["id"] and worker["chunk"]["work_id"].startswith(f"{job['id']}-")
+    history = run_ute("history", "--outbox", str(outbox))
+    assert job["id"] in history.stdout, history.stdout
 
 
 def _get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
@@ -93,7 +97,8 @@ def test_dashboard_needs_credentials_and_listens_on_loopback(tmp_path: Path, cle
     connection = state.connect(clean_redis)
     for name in state.QUEUES:  # queues with a UTE job whose source has a hostile name
         file = FileSpec("/v/<script>alert(1)</script>.mkv", 0, "/w", {})
-        submit.submit_chunks(connection, file, [ChunkSpec(f"f{name}", 0, 0, 10, 0)], name)
+        work_id = state.work_id(state.fingerprint(file.source, len(name), 0), "{}")
+        submit.submit_chunks(connection, file, [ChunkSpec(work_id, 0, 0, 10, 0)], name)
     port = free_port()
     dashboard = spawn([sys.executable, "-m", "ute.cli", "dashboard", "--port", str(port),
                        "--redis-url", clean_redis, "--username", "admin", "--password", "s3cret"],

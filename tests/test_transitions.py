@@ -15,12 +15,13 @@ from ute import state, submit
 
 CLIENTS = 8
 T = TypeVar("T")
+WORK_ID = state.work_id("f" * 16, "{}")
 
 
-def _queued_chunk(connection: Any, file_id: str = "f" * 16, index: int = 3) -> Job:
-    spec = {"file_id": file_id, "index": index}
+def _queued_chunk(connection: Any, work_id: str = WORK_ID, index: int = 3) -> Job:
+    spec = {"work_id": work_id, "index": index}
     queue = state.queue(state.QUEUE_LOW, connection)
-    job_id = state.chunk_job_id(file_id, index)
+    job_id = state.chunk_job_id(work_id, index)
     return queue.enqueue_job(queue.create_job(**submit._job_kwargs(spec, job_id)))
 
 
@@ -46,8 +47,8 @@ def test_requeues_of_one_attempt_from_many_clients_make_one_new_generation(clean
         won = _all_at_once(CLIENTS, lambda n, jobs=snapshots: submit.requeue_at_front(jobs[n].connection,
                                                                                       jobs[n]))  # fmt: skip
         assert won.count(True) == 1, won
-        assert state.chunk_generations(connection, "f" * 16) == {3: round_number}
-        new_id = state.chunk_job_id("f" * 16, 3, round_number)
+        assert state.chunk_generations(connection, WORK_ID) == {3: round_number}
+        new_id = state.chunk_job_id(WORK_ID, 3, round_number)
         assert queue.get_job_ids() == [new_id]
         assert not connection.exists(job.key)
         job = Job.fetch(new_id, connection=connection, serializer=JSONSerializer)
@@ -60,11 +61,11 @@ def test_a_requeue_from_an_old_snapshot_does_nothing_once_the_job_moved_on(clean
     stale = Job.fetch(job.id, connection=connection, serializer=JSONSerializer)
     job.set_status(JobStatus.STARTED)  # a worker took it after the monitor looked
     assert not submit.requeue_at_front(connection, stale)
-    assert state.chunk_generations(connection, "f" * 16) == {}
+    assert state.chunk_generations(connection, WORK_ID) == {}
     assert submit.requeue_at_front(connection, Job.fetch(job.id, connection=connection,
                                                          serializer=JSONSerializer))  # fmt: skip
     assert not submit.requeue_at_front(connection, stale), "an older generation is never requeued"
-    assert state.chunk_generations(connection, "f" * 16) == {3: 1}
+    assert state.chunk_generations(connection, WORK_ID) == {3: 1}
 
 
 def test_a_requeue_survives_execution_records_that_expired(clean_redis: str) -> None:
@@ -82,7 +83,7 @@ def test_a_requeue_survives_execution_records_that_expired(clean_redis: str) -> 
 def test_of_many_attempts_committing_at_once_only_the_newest_commits(clean_redis: str) -> None:
     connection = state.connect(clean_redis)
     for round_number in range(10):
-        chunk = state.chunk_key("e" * 16, round_number)
+        chunk = state.chunk_key(state.work_id("e" * 16, "{}"), round_number)
         attempts = [f"attempt-{n}" for n in range(CLIENTS)]
 
         def claim(n: int, chunk: str = chunk, attempts: list[str] = attempts) -> None:
@@ -102,7 +103,7 @@ def test_of_many_attempts_committing_at_once_only_the_newest_commits(clean_redis
 
 def test_a_claim_waits_for_a_commit_in_progress(clean_redis: str) -> None:
     connection = state.connect(clean_redis)
-    chunk = state.chunk_key("d" * 16, 0)
+    chunk = state.chunk_key(state.work_id("d" * 16, "{}"), 0)
     state.claim_chunk(connection, chunk, "old")
     events: list[str] = []
     claiming = threading.Thread(target=lambda: (state.claim_chunk(state.connect(clean_redis), chunk, "new"),

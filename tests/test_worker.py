@@ -3,6 +3,7 @@ and leaves chunks it failed to others."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -47,20 +48,25 @@ def test_foreign_functions_never_run_json_or_pickled(clean_redis: str, tmp_path:
 def test_a_worker_finds_the_files_under_its_own_mount_point(clean_redis: str, tmp_path: Path) -> None:
     """The coordinator's paths do not exist on this 'machine'; --path-map says where they are."""
     coordinator_root = "/coordinator-only/media"
+    settings = EncodeSettings(preset="ultrafast").to_json()
     file_id = state.fingerprint(f"{coordinator_root}/a clip.mkv", 1, 1)
-    work = tmp_path / "media" / ".ute-work" / file_id
+    work_id = state.work_id(file_id, json.dumps(settings))
+    work = tmp_path / "media" / ".ute-work" / work_id
     work.mkdir(parents=True)
     source = make_clip(tmp_path / "media" / "a clip.mkv", seconds=2, gop=24)
     info = probe(source)
-    coordinator_work = f"{coordinator_root}/.ute-work/{file_id}"
-    file = FileSpec(f"{coordinator_root}/a clip.mkv", info.video_index, coordinator_work,
-                    EncodeSettings(preset="ultrafast").to_json())  # fmt: skip
+    coordinator_work = f"{coordinator_root}/.ute-work/{work_id}"
+    file = FileSpec(f"{coordinator_root}/a clip.mkv", info.video_index, coordinator_work, settings)
     connection = state.connect(clean_redis)
-    submit.submit_chunks(connection, file, [ChunkSpec(file_id, 0, 0, 24, 0)], state.QUEUE_LOW)
+    [job_id] = submit.submit_chunks(connection, file, [ChunkSpec(work_id, 0, 0, 24, 0)], state.QUEUE_LOW)
     worker = start_worker(clean_redis, tmp_path / "worker.log", "--burst",
                           "--path-map", f"{coordinator_root}={tmp_path / 'media'}")  # fmt: skip
     assert worker.wait(timeout=120) == 0, (tmp_path / "worker.log").read_text()
     assert count_frames(work / segment_name(0)) == 24
+    # What rq-dashboard shows of the chunk leads back to the file `ute status` lists.
+    job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+    assert job.id == f"ute-{file_id}-{work_id[-8:]}-chunk-00000"
+    assert job.description == f"encode chunk 0 of file {file_id}"
 
 
 def test_a_chunk_that_failed_here_is_left_to_others_for_a_while_only() -> None:

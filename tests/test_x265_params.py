@@ -150,7 +150,7 @@ def test_a_path_parameter_is_refused_from_pre_plugin_overrides(tmp_path: Path) -
     plugin = tmp_path / "plugins" / "pre" / "01_stats.sh"
     plugin.parent.mkdir(parents=True)
     plugin.write_text('echo \'{"x265_params": "stats=/tmp/ute-stats.log"}\' > "$UTE_OVERRIDES"\n')
-    result = plugins.run_pre(tmp_path / "plugins", job_id="j", source=tmp_path / "clip.mkv",
+    result = plugins.run_pre(tmp_path / "plugins", file_id="j", source=tmp_path / "clip.mkv",
                              work_dir=tmp_path / "work")  # fmt: skip
     assert result.overrides is not None
     with pytest.raises(SettingsError, match=r"overrides written by pre plugins.*'stats'.* reads or writes"):

@@ -29,9 +29,9 @@ class ChunkLog:
         return "\n".join([head, *self.lines])
 
 
-def collect(connection: redis.Redis, file_id: str, chunk_count: int) -> list[ChunkLog]:
+def collect(connection: redis.Redis, work_id: str, chunk_count: int) -> list[ChunkLog]:
     logs = []
-    for index, job in enumerate(state.current_chunk_jobs(connection, file_id, chunk_count)):
+    for index, job in enumerate(state.current_chunk_jobs(connection, work_id, chunk_count)):
         if job is None:
             continue
         result = job.latest_result()

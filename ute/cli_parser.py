@@ -10,6 +10,8 @@ from pathlib import Path
 
 from ute import __version__, defaults
 
+FILE_ID_HELP = "the file's id, as `ute status` shows it"
+
 
 def _add_encode_options(parser: argparse.ArgumentParser) -> None:
     """Encode options default to None, so that only the ones given override the config files."""
@@ -134,9 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs_parser = commands.add_parser(
         "logs", parents=[common], help="print a file's chunk logs",
         description="Print the encoder log (x265's summary or the error), timing and worker of every "
-        "chunk of the file JOB_ID (the id `ute status` shows), or of one chunk.",
+        "chunk of the file ID (the id `ute status` shows), or of one chunk.",
     )  # fmt: skip
-    logs_parser.add_argument("job_id", metavar="JOB_ID")
+    logs_parser.add_argument("file_id", metavar="ID", help=FILE_ID_HELP)
     logs_parser.add_argument("--chunk", type=int, metavar="N", help="only chunk N")
     logs_parser.add_argument("--outbox", type=Path, default=Path("outbox"), metavar="DIR",
                              help="where to look in the history once Redis has forgotten the file "
@@ -148,9 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ("cancel", "stop a file's chunks and drop its work; the source stays in place"),
                        ("retry", "encode a failed or cancelled file again")):  # fmt: skip
         control_parser = commands.add_parser(verb, parents=[common], help=what,
-                                             description=f"{what[0].upper()}{what[1:]}. JOB is the "
+                                             description=f"{what[0].upper()}{what[1:]}. ID is the "
                                              "id `ute status` shows.")  # fmt: skip
-        control_parser.add_argument("job_id", metavar="JOB")
+        control_parser.add_argument("file_id", metavar="ID", help=FILE_ID_HELP)
         if verb == "retry":
             control_parser.add_argument("--inbox", type=Path, default=Path("inbox"), metavar="DIR",
                                         help="the service's inbox (default: ./inbox)")  # fmt: skip

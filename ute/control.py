@@ -1,4 +1,4 @@
-"""`ute pause|resume|cancel|retry JOB`: requests a running service acts on, plus what can be done
+"""`ute pause|resume|cancel|retry ID`: requests a running service acts on, plus what can be done
 at once (taking a paused file's chunks off the queue, stopping a cancelled file's encoders)."""
 
 from __future__ import annotations
@@ -20,42 +20,42 @@ PAUSE, CANCEL, RETRY = "pause", "cancel", "retry"
 RUNNING_STATES = ("queued", "encoding", "paused")
 
 
-def _record(connection: redis.Redis, job_id: str) -> dict[str, str]:
-    record = state.file_record(connection, job_id)
+def _record(connection: redis.Redis, file_id: str) -> dict[str, str]:
+    record = state.file_record(connection, file_id)
     if record is None:
-        raise UteError(f"no file {job_id} in Redis: `ute status` lists the ids")
+        raise UteError(f"no file {file_id} in Redis: `ute status` lists the ids")
     return record
 
 
-def pause(connection: redis.Redis, job_id: str) -> str:
-    record = _record(connection, job_id)
+def pause(connection: redis.Redis, file_id: str) -> str:
+    record = _record(connection, file_id)
     if record.get("state") not in RUNNING_STATES:
-        raise UteError(f"{job_id} is {record.get('state')}: only queued or encoding files can pause")
-    state.save_file_record(connection, job_id, control=PAUSE, state="paused")
+        raise UteError(f"{file_id} is {record.get('state')}: only queued or encoding files can pause")
+    state.save_file_record(connection, file_id, control=PAUSE, state="paused")
     return f"pausing {Path(record['source']).name}: its queued chunks wait, running ones finish"
 
 
-def resume(connection: redis.Redis, job_id: str) -> str:
-    record = _record(connection, job_id)
+def resume(connection: redis.Redis, file_id: str) -> str:
+    record = _record(connection, file_id)
     if record.get("control") != PAUSE:
-        raise UteError(f"{job_id} is not paused")
-    state.save_file_record(connection, job_id, control="", state="encoding")
+        raise UteError(f"{file_id} is not paused")
+    state.save_file_record(connection, file_id, control="", state="encoding")
     return f"resumed {Path(record['source']).name}"
 
 
-def cancel(connection: redis.Redis, job_id: str) -> str:
-    record = _record(connection, job_id)
+def cancel(connection: redis.Redis, file_id: str) -> str:
+    record = _record(connection, file_id)
     if record.get("state") not in RUNNING_STATES:
-        raise UteError(f"{job_id} is {record.get('state')}: only queued, encoding or paused files "
+        raise UteError(f"{file_id} is {record.get('state')}: only queued, encoding or paused files "
                        "can be cancelled")  # fmt: skip
-    state.save_file_record(connection, job_id, control=CANCEL)
+    state.save_file_record(connection, file_id, control=CANCEL)
     return (f"cancelling {Path(record['source']).name}: its chunks stop, its work folder goes, "
             "the source stays where it is")  # fmt: skip
 
 
-def take_off_queue(connection: redis.Redis, file_id: str, chunk_count: int, *, stop_running: bool) -> None:
+def take_off_queue(connection: redis.Redis, work_id: str, chunk_count: int, *, stop_running: bool) -> None:
     """The service's half of pause (queued chunks leave the queue) and cancel (running ones stop)."""
-    jobs = [job for job in state.current_chunk_jobs(connection, file_id, chunk_count) if job is not None]
+    jobs = [job for job in state.current_chunk_jobs(connection, work_id, chunk_count) if job is not None]
     # Queued again by the service on resume.
     state.delete_jobs(connection, [job for job in jobs if job.get_status(refresh=False) == JobStatus.QUEUED])
     for job in jobs:
@@ -63,20 +63,20 @@ def take_off_queue(connection: redis.Redis, file_id: str, chunk_count: int, *, s
             send_stop_job_command(connection, job.id)
 
 
-def retry(connection: redis.Redis, job_id: str, inbox: Path, history: History | None = None) -> str:
+def retry(connection: redis.Redis, file_id: str, inbox: Path, history: History | None = None) -> str:
     """A failed file goes back from inbox/failed/ to where it came from; a cancelled one is taken
     again. Redis forgets finished files after an hour; the history remembers them."""
-    record = state.file_record(connection, job_id) or _record_in_history(history, job_id)
+    record = state.file_record(connection, file_id) or _record_in_history(history, file_id)
     source = Path(record["source"])
     if record.get("state") == "cancelled":
-        state.save_file_record(connection, job_id, source=str(source), state="cancelled", control=RETRY)
+        state.save_file_record(connection, file_id, source=str(source), state="cancelled", control=RETRY)
         return f"{source.name} will be encoded again"
     if record.get("state") != "failed":
-        raise UteError(f"{job_id} is {record.get('state')}: only failed or cancelled files can be retried")
+        raise UteError(f"{file_id} is {record.get('state')}: only failed or cancelled files can be retried")
     layout = InboxLayout(inbox)
-    failed_copy = layout.failed_copy(source.name, job_id)
+    failed_copy = layout.failed_copy(source.name, file_id)
     if failed_copy is None or not failed_copy.exists():
-        raise UteError(f"{source.name} of {job_id} is not in {layout.failed} any more; put the file back "
+        raise UteError(f"{source.name} of {file_id} is not in {layout.failed} any more; put the file back "
                        "into the inbox by hand")  # fmt: skip
     target = unused_name(layout.high / source.name if record.get("queue") == state.QUEUE_HIGH
                          else layout.root / source.name)  # fmt: skip
@@ -86,8 +86,8 @@ def retry(connection: redis.Redis, job_id: str, inbox: Path, history: History | 
     return f"{source.name} is back in {target.parent}; the service takes it again"
 
 
-def _record_in_history(history: History | None, job_id: str) -> dict[str, str]:
-    entry = history.latest(job_id) if history else None
+def _record_in_history(history: History | None, file_id: str) -> dict[str, str]:
+    entry = history.latest(file_id) if history else None
     if entry is None:
-        raise UteError(f"no file {job_id} in Redis or in the history: `ute history` lists the ids")
+        raise UteError(f"no file {file_id} in Redis or in the history: `ute history` lists the ids")
     return {"source": entry.source, "state": entry.outcome, "queue": entry.queue or ""}

@@ -82,34 +82,34 @@ class InboxLayout:
         """The source (and its `<name>.ute.toml`, if any) goes to done/."""
         return _move_with_sidecar(source, self.done)
 
-    def move_to_failed(self, source: Path, reason: str, job_id: str = "") -> Path:
+    def move_to_failed(self, source: Path, reason: str, file_id: str = "") -> Path:
         """The source goes to failed/ with `<name>.error.txt` beside it saying why (and, for a file
         that was taken, how to retry it: `ute retry` finds the file by that line)."""
         moved = _move_with_sidecar(source, self.failed) if source.exists() else self.failed / source.name
-        hint = f"\nOnce the cause is fixed, {retry_command(job_id)} encodes it again.\n" if job_id else ""
+        hint = f"\nOnce the cause is fixed, {retry_command(file_id)} encodes it again.\n" if file_id else ""
         beside(moved, ERROR_SUFFIX).write_text(reason.rstrip() + "\n" + hint, encoding="utf-8")
         return moved
 
-    def failed_copy(self, name: str, job_id: str) -> Path | None:
-        """Where move_to_failed put the file with this job id (`name (2).mkv` after a clash), or
-        `failed/<name>` if its reason names no job (moved there by an older UTE or by hand)."""
+    def failed_copy(self, name: str, file_id: str) -> Path | None:
+        """Where move_to_failed put the file with this id (`name (2).mkv` after a clash), or
+        `failed/<name>` if its reason names no id (moved there by an older UTE or by hand)."""
         for reason_file in sorted(self.failed.glob(f"*{ERROR_SUFFIX}")):
-            if retry_command(job_id) in _text_of(reason_file):
+            if retry_command(file_id) in _text_of(reason_file):
                 # a long name's reason file has a cut name: the file is the one it was made for
                 return next((path for path in sorted(self.failed.iterdir())
                              if path != reason_file and beside(path, ERROR_SUFFIX) == reason_file), None)
         plain = self.failed / name
-        names_another_job = retry_command("") in _text_of(beside(plain, ERROR_SUFFIX))
-        return plain if plain.exists() and not names_another_job else None
+        names_another_file = retry_command("") in _text_of(beside(plain, ERROR_SUFFIX))
+        return plain if plain.exists() and not names_another_file else None
 
 
 def _text_of(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
 
 
-def retry_command(job_id: str) -> str:
+def retry_command(file_id: str) -> str:
     """How a reason file names the retry command; retry_command("") is the start of any of them."""
-    return f"`ute retry {job_id}`" if job_id else "`ute retry "
+    return f"`ute retry {file_id}`" if file_id else "`ute retry "
 
 
 def _move_with_sidecar(source: Path, folder: Path) -> Path:

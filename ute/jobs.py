@@ -53,7 +53,7 @@ class FileSpec:
 class ChunkSpec:
     """One chunk, as the job's only argument: JSON, and no names in it."""
 
-    file_id: str
+    work_id: str  # state.work_id: the file's id and its settings' digest
     index: int
     start: int
     frames: int
@@ -62,6 +62,16 @@ class ChunkSpec:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def file_id(self) -> str:
+        """The file's one id, as `ute status` shows it."""
+        return state.file_id_of(self.work_id)
+
+    @property
+    def name(self) -> str:
+        """How messages name this chunk."""
+        return f"chunk {self.index} of file {self.file_id}"
 
     @property
     def input(self) -> commands.ChunkInput:
@@ -83,18 +93,18 @@ def encode_chunk(chunk_json: dict[str, Any]) -> dict[str, Any]:
     jobspec.check_chunk(chunk_json)
     chunk = ChunkSpec(**chunk_json)
     name = jobspec.chunk_name(chunk_json)
-    file_json = _file_json(job.connection, name, chunk.file_id)
-    jobspec.check_file(file_json, chunk.file_id, name)
+    file_json = _file_json(job.connection, name, chunk.work_id)
+    jobspec.check_file(file_json, chunk.work_id, name)
     described = FileSpec(**file_json)
     file = described.on_worker(pathmap.from_env())
-    jobspec.check_on_worker(file.source, file.work_dir, chunk.file_id, name)
+    jobspec.check_on_worker(file.source, file.work_dir, chunk.work_id, name)
     hidden = jobspec.Hidden.of([described.source, file.source], [described.work_dir, file.work_dir])
     return encode(file, chunk, job, hidden=hidden)
 
 
-def _file_json(connection: redis.Redis, name: str, file_id: str) -> Any:
+def _file_json(connection: redis.Redis, name: str, work_id: str) -> Any:
     try:
-        file_json = state.load_file_spec(connection, file_id)
+        file_json = state.load_file_spec(connection, work_id)
     except ValueError:
         raise EncodeError(f"{name}: refused: the file's description is not JSON; "
                           f"{jobspec.FROM_REDIS}") from None  # fmt: skip
@@ -115,7 +125,7 @@ def encode(
     """
     if hidden is None:
         hidden = jobspec.Hidden.of([file.source], [file.work_dir])
-    name = f"chunk {chunk.index} of file {chunk.file_id}"
+    name = chunk.name
     try:
         return _encode(file, chunk, job, name, hidden)
     except Exception as error:
@@ -135,7 +145,7 @@ def _encode(file: FileSpec, chunk: ChunkSpec, job: Job | None, name: str, hidden
         return _result(chunk, segment, seconds=0.0, reused=True, log_lines=("segment reused",))
 
     attempt = uuid.uuid4().hex
-    chunk_key = state.chunk_key(chunk.file_id, chunk.index)
+    chunk_key = state.chunk_key(chunk.work_id, chunk.index)
     if job is not None:
         state.claim_chunk(job.connection, chunk_key, attempt)
     # A per-attempt name: a late attempt can never write into another attempt's file.

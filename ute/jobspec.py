@@ -3,7 +3,7 @@
 A chunk job reads two things from Redis, which whoever reaches it can write: its argument (a
 ChunkSpec as JSON) and its file's description (a FileSpec as JSON). A worker checks both against
 what UTE itself writes before it runs or writes anything, so that a crafted job cannot make it
-write outside a `.ute-work/FILE_ID` folder or under an odd name. Pure: no I/O.
+write outside a `.ute-work/WORK_ID` folder or under an odd name. Pure: no I/O.
 
 rq keeps a failed job's traceback and rq-dashboard shows it unescaped, so a failure is told with
 every form of the file's paths and name replaced (Hidden), and with nothing chained to it.
@@ -24,7 +24,7 @@ from typing import Any
 from ute.errors import EncodeError, SettingsError
 from ute.settings import EncodeSettings
 
-FILE_ID = re.compile(r"[0-9a-f]{16}")  # state.fingerprint's form
+WORK_ID = re.compile(r"[0-9a-f]{16}-[0-9a-f]{8}")  # state.work_id's form: <file id>-<settings digest>
 WORK_DIR_NAME = ".ute-work"  # coordinator.WORK_DIR_NAME (importing it here would be circular)
 MAX_CHUNK_INDEX = 999_999
 MAX_FRAMES = 1_000_000_000
@@ -40,7 +40,7 @@ VERSIONS = ("only another UTE version writes that: run one version everywhere, a
 
 Types = tuple[type, ...]
 CHUNK_FIELDS: dict[str, Types] = {
-    "file_id": (str,), "index": (int,), "start": (int,), "frames": (int,), "start_pts": (int,),
+    "work_id": (str,), "index": (int,), "start": (int,), "frames": (int,), "start_pts": (int,),
     "seek_microseconds": (int, NoneType),
 }  # fmt: skip
 CHUNK_RANGES = {
@@ -59,29 +59,30 @@ _UNSAFE = re.compile(r"[^\w .,:;=+\-/()'%#!?]", re.ASCII)
 
 
 def chunk_name(chunk: object) -> str:
-    """How messages name a chunk: by index and file id, each shown only if it is sane."""
+    """How messages name a chunk: by index and the file's id (as `ute status` shows it), each
+    shown only if it is sane."""
     fields = chunk if isinstance(chunk, dict) else {}
-    index, file_id = fields.get("index"), fields.get("file_id")
+    index, work_id = fields.get("index"), fields.get("work_id")
     shown_index = str(index) if _is_int(index) and abs(index) < 10**9 else "?"
-    shown_id = file_id if isinstance(file_id, str) and FILE_ID.fullmatch(file_id) else "?"
+    shown_id = work_id.partition("-")[0] if isinstance(work_id, str) and WORK_ID.fullmatch(work_id) else "?"
     return f"chunk {shown_index} of file {shown_id}"
 
 
 def check_chunk(chunk: object) -> None:
     """EncodeError unless chunk is a ChunkSpec's JSON as UTE writes it."""
     problem = _fields_problem(chunk, "the job's argument", "the job's", CHUNK_FIELDS, CHUNK_RANGES)
-    if problem is None and isinstance(chunk, dict) and not FILE_ID.fullmatch(chunk["file_id"]):
-        problem = "the job's file_id is not 16 hex digits"
+    if problem is None and isinstance(chunk, dict) and not WORK_ID.fullmatch(chunk["work_id"]):
+        problem = "the job's work_id is not 16 hex digits, '-' and 8 hex digits"
     if problem:
         raise _refused(chunk_name(chunk), problem, FROM_REDIS)
 
 
-def check_file(file: object, file_id: str, name: str) -> None:
-    """EncodeError unless file is a FileSpec's JSON as UTE writes it for the chunk's file_id."""
+def check_file(file: object, work_id: str, name: str) -> None:
+    """EncodeError unless file is a FileSpec's JSON as UTE writes it for the chunk's work_id."""
     problem = _fields_problem(file, "the file's description", "the file's", FILE_FIELDS,
                               {"video_index": (0, MAX_VIDEO_INDEX)})  # fmt: skip
     if problem is None and isinstance(file, dict):
-        problem = _paths_problem(file["source"], file["work_dir"], file_id, "the file's", exact=True)
+        problem = _paths_problem(file["source"], file["work_dir"], work_id, "the file's", exact=True)
     if problem:
         raise _refused(name, problem, FROM_REDIS)
     assert isinstance(file, dict)
@@ -90,10 +91,10 @@ def check_file(file: object, file_id: str, name: str) -> None:
         raise _refused(name, problem, VERSIONS)
 
 
-def check_on_worker(source: str, work_dir: str, file_id: str, name: str) -> None:
+def check_on_worker(source: str, work_dir: str, work_id: str, name: str) -> None:
     """EncodeError unless the paths, as this worker's path map made them, are still sane. A map may
     move the work folder (`/srv/out/.ute-work=/mnt/work`), but not the file's own folder in it."""
-    problem = _paths_problem(source, work_dir, file_id, "after this worker's path map, the file's",
+    problem = _paths_problem(source, work_dir, work_id, "after this worker's path map, the file's",
                              exact=False)  # fmt: skip
     if problem:
         raise _refused(name, problem, FROM_PATH_MAP)
@@ -128,16 +129,16 @@ def _fields_problem(data: object, whole: str, part: str, fields: Mapping[str, Ty
     return None
 
 
-def _paths_problem(source: str, work_dir: str, file_id: str, whose: str, *, exact: bool) -> str | None:
+def _paths_problem(source: str, work_dir: str, work_id: str, whose: str, *, exact: bool) -> str | None:
     for key, path in (("source", source), ("work_dir", work_dir)):
         problem = _path_problem(path)
         if problem:
             return f"{whose} {key} {problem}"
     *_, parent, folder = work_dir.split("/")
-    if exact and (folder != file_id or parent != WORK_DIR_NAME):
-        return f"{whose} work_dir is not a {WORK_DIR_NAME}/{file_id} folder"
-    if folder != file_id:
-        return f"{whose} work_dir does not end in {file_id}"
+    if exact and (folder != work_id or parent != WORK_DIR_NAME):
+        return f"{whose} work_dir is not a {WORK_DIR_NAME}/{work_id} folder"
+    if folder != work_id:
+        return f"{whose} work_dir does not end in {work_id}"
     return None
 
 

@@ -33,7 +33,8 @@ class PreparedFile:
     info: SourceInfo
     settings: EncodeSettings
     chunks: tuple[plan.Chunk, ...]
-    file_id: str
+    file_id: str  # the one id users see (state.fingerprint)
+    work_id: str  # its chunks' namespace, `<file_id>-<settings digest>` (state.work_id)
     work_dir: Path
     specs: tuple[ChunkSpec, ...]
 
@@ -52,26 +53,26 @@ def plan_for(info: SourceInfo, settings: EncodeSettings) -> list[plan.Chunk]:
 
 
 def prepare(info: SourceInfo, settings: EncodeSettings, work_root: Path) -> PreparedFile:
-    """Plan the file; its id (and so its work folder) changes with its path, size, mtime, settings.
-    EncodeError if it can never be encoded as it is."""
+    """Plan the file; its id changes with its path, size and mtime, its work id (and so its work
+    folder) with its settings too. EncodeError if it can never be encoded as it is."""
     refused = encodable.refusal(info, settings)
     if refused:
         raise EncodeError(refused)
     x265_params.check_with_encoder(tools.ffmpeg(), settings)  # ffmpeg only warns of bad ones
     chunks = plan_for(info, settings)
-    file_id = state.fingerprint(info.path, info.size, info.mtime_ns, json.dumps(settings.to_json()))
-    work_dir = work_root / file_id
-    return PreparedFile(info, settings, tuple(chunks), file_id, work_dir,
-                        tuple(chunk_specs(info, chunks, file_id)))  # fmt: skip
+    file_id = state.fingerprint(info.path, info.size, info.mtime_ns)
+    work_id = state.work_id(file_id, json.dumps(settings.to_json()))
+    return PreparedFile(info, settings, tuple(chunks), file_id, work_id, work_root / work_id,
+                        tuple(chunk_specs(info, chunks, work_id)))  # fmt: skip
 
 
-def chunk_specs(info: SourceInfo, chunks: Sequence[plan.Chunk], file_id: str) -> list[ChunkSpec]:
+def chunk_specs(info: SourceInfo, chunks: Sequence[plan.Chunk], work_id: str) -> list[ChunkSpec]:
     specs = []
     for chunk in chunks:
         start_pts = info.keyframe_pts_at(chunk.start)
         # Some decoders give garbage after any seek, even to the start: the first chunk reads on.
         seek = None if chunk.start == 0 else info.microseconds_from_start(start_pts)
-        specs.append(ChunkSpec(file_id, chunk.index, chunk.start, chunk.frames, start_pts, seek))
+        specs.append(ChunkSpec(work_id, chunk.index, chunk.start, chunk.frames, start_pts, seek))
     return specs
 
 
@@ -83,8 +84,8 @@ def check_chunks(
 
     The jobs come back too, for the monitor's sweep, so they are fetched once per look."""
     # A Redis restart replays only what reached its append-only file.
-    state.save_file_spec(connection, prepared.file_id, prepared.file_spec.to_json(), only_if_missing=True)
-    jobs = state.current_chunk_jobs(connection, prepared.file_id, len(prepared.chunks))
+    state.save_file_spec(connection, prepared.work_id, prepared.file_spec.to_json(), only_if_missing=True)
+    jobs = state.current_chunk_jobs(connection, prepared.work_id, len(prepared.chunks))
     progress = read_progress(jobs, prepared.chunks)
     if progress.missing:
         log.info("%s: queueing %d chunks that have no job in Redis", prepared.name, len(progress.missing))
@@ -120,12 +121,13 @@ def _requeue_lost_segments(
 
 
 PARTIAL_SUFFIX = ".part"
-_PARTIAL_OUTPUT = re.compile(r"^\..+\.[0-9a-f]{16}\.part$")
+# A work id, or an older UTE's 16-hex file id, whose partials are just as stale.
+_PARTIAL_OUTPUT = re.compile(r"^\..+\.[0-9a-f]{16}(-[0-9a-f]{8})?\.part$")
 
 
-def partial_name(output_name: str, file_id: str) -> str:
-    """The hidden name an output is muxed under: `.<name>.<file id>.part`, cut to fit."""
-    return "." + fitted(output_name, f".{file_id}{PARTIAL_SUFFIX}", NAME_MAX_BYTES - 1)
+def partial_name(output_name: str, work_id: str) -> str:
+    """The hidden name an output is muxed under: `.<name>.<work id>.part`, cut to fit."""
+    return "." + fitted(output_name, f".{work_id}{PARTIAL_SUFFIX}", NAME_MAX_BYTES - 1)
 
 
 def remove_stale_partials(folder: Path) -> list[Path]:
@@ -143,7 +145,7 @@ def finalize(
     """Mux under a hidden name, verify, and only then rename into place; never a bad output, and
     never over another file unless `replace`. before_rename may record the verified output
     first, so that a crash right after the rename cannot go unnoticed."""
-    partial = output.with_name(partial_name(output.name, prepared.file_id))
+    partial = output.with_name(partial_name(output.name, prepared.work_id))
     try:
         source = facts.read_facts(prepared.info.path)
         concat.mux(prepared.info, source, prepared.chunks, prepared.work_dir, partial)

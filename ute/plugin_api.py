@@ -4,8 +4,9 @@
     source = plugin_api.source()
     plugin_api.set_overrides(crf=20)          # pre plugins only
 
-The environment (the contract, see README: Plugins): UTE_STAGE (pre|post), UTE_JOB_ID,
-UTE_SOURCE, UTE_OUTPUT (post), UTE_OVERRIDES (pre: a JSON file of settings to change).
+The environment (the contract, see README: Plugins): UTE_STAGE (pre|post), UTE_JOB_ID (the file's
+id, as `ute status` shows it), UTE_SOURCE, UTE_OUTPUT (post), UTE_OVERRIDES (pre: a JSON file of
+settings to change).
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ def stage() -> str:
     return os.environ["UTE_STAGE"]
 
 
-def job_id() -> str:
+def file_id() -> str:
+    """The file's id, as `ute status`, `ute history` and `ute logs` show it."""
     return os.environ["UTE_JOB_ID"]
+
+
+job_id = file_id  # its older name, which plugins already written call
 
 
 def source() -> Path:

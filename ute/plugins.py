@@ -69,7 +69,7 @@ def discover(plugins_dir: Path, stage: str) -> list[Plugin]:
 
 
 def run_pre(
-    plugins_dir: Path, *, job_id: str, source: Path, work_dir: Path,
+    plugins_dir: Path, *, file_id: str, source: Path, work_dir: Path,
     timeout: float = DEFAULT_PLUGIN_TIMEOUT_SECONDS,
 ) -> StageResult:  # fmt: skip
     """Run the pre plugins; PluginError if one fails. Their overrides come back as a Layer."""
@@ -77,7 +77,7 @@ def run_pre(
     overrides_path = work_dir / "overrides.json"
     overrides_path.write_text("{}\n", encoding="utf-8")
     result = StageResult()
-    environment = {"UTE_STAGE": PRE, "UTE_JOB_ID": job_id, "UTE_SOURCE": str(source),
+    environment = {"UTE_STAGE": PRE, "UTE_JOB_ID": file_id, "UTE_SOURCE": str(source),
                    "UTE_OVERRIDES": str(overrides_path)}  # fmt: skip
     for plugin in discover(plugins_dir, PRE):
         failure = _run(plugin, environment, timeout, result)
@@ -89,12 +89,12 @@ def run_pre(
 
 
 def run_post(
-    plugins_dir: Path, *, job_id: str, source: Path, output: Path,
+    plugins_dir: Path, *, file_id: str, source: Path, output: Path,
     timeout: float = DEFAULT_PLUGIN_TIMEOUT_SECONDS,
 ) -> StageResult:  # fmt: skip
     """Run every post plugin; failures become warnings, never errors."""
     result = StageResult()
-    environment = {"UTE_STAGE": POST, "UTE_JOB_ID": job_id, "UTE_SOURCE": str(source),
+    environment = {"UTE_STAGE": POST, "UTE_JOB_ID": file_id, "UTE_SOURCE": str(source),
                    "UTE_OUTPUT": str(output)}  # fmt: skip
     for plugin in discover(plugins_dir, POST):
         failure = _run(plugin, environment, timeout, result)

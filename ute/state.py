@@ -61,55 +61,72 @@ def give_back(connection: redis.Redis, queue_name: str, job_id: str) -> None:
     pipe.execute()
 
 
-def fingerprint(path: str, size: int, mtime_ns: int, settings: str = "") -> str:
-    """A file's id: the same while its path, size, modification time and settings are."""
-    data = f"{path}\0{size}\0{mtime_ns}\0{settings}".encode("utf-8", "surrogateescape")
-    return hashlib.sha256(data).hexdigest()[:16]
+FILE_ID_LENGTH = 16
+SETTINGS_DIGEST_LENGTH = 8
+
+
+def fingerprint(path: str, size: int, mtime_ns: int) -> str:
+    """A file's one id (16 hex digits), the id every command and message shows: the same while
+    its path, size and modification time are."""
+    data = f"{path}\0{size}\0{mtime_ns}".encode("utf-8", "surrogateescape")
+    return hashlib.sha256(data).hexdigest()[:FILE_ID_LENGTH]
+
+
+def work_id(file_id: str, settings_json: str) -> str:
+    """The namespace of one encode of a file, `<file id>-<8 hex of its settings>`: its work folder,
+    chunk jobs and segments. New settings get a new one, so no segment of other settings is reused."""
+    digest = hashlib.sha256(settings_json.encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{file_id}-{digest[:SETTINGS_DIGEST_LENGTH]}"
+
+
+def file_id_of(work_id: str) -> str:
+    """The file's one id in a work id."""
+    return work_id[:FILE_ID_LENGTH]
 
 
 FILE_SPEC_TTL_SECONDS = 7 * 24 * 3600
 
 
-def _file_spec_key(file_id: str) -> str:
-    return f"{KEY_PREFIX}filespec:{file_id}"
+def _file_spec_key(work_id: str) -> str:
+    return f"{KEY_PREFIX}filespec:{work_id}"
 
 
 def save_file_spec(
-    connection: redis.Redis, file_id: str, spec: dict[str, Any], *, only_if_missing: bool = False
+    connection: redis.Redis, work_id: str, spec: dict[str, Any], *, only_if_missing: bool = False
 ) -> None:
-    connection.set(_file_spec_key(file_id), json.dumps(spec), ex=FILE_SPEC_TTL_SECONDS, nx=only_if_missing)
+    connection.set(_file_spec_key(work_id), json.dumps(spec), ex=FILE_SPEC_TTL_SECONDS, nx=only_if_missing)
 
 
-def load_file_spec(connection: redis.Redis, file_id: str) -> dict[str, Any] | None:
-    raw = connection.get(_file_spec_key(file_id))
+def load_file_spec(connection: redis.Redis, work_id: str) -> dict[str, Any] | None:
+    raw = connection.get(_file_spec_key(work_id))
     return json.loads(raw) if raw else None
 
 
-def chunk_job_id(file_id: str, chunk_index: int, generation: int = 0) -> str:
+def chunk_job_id(work_id: str, chunk_index: int, generation: int = 0) -> str:
     """A chunk gets a new job (generation) each time it is taken from an encoder that vanished,
     so a late report from the old attempt can never land on the new attempt's job record."""
-    base = f"ute-{file_id}-chunk-{chunk_index:05d}"
+    base = f"ute-{work_id}-chunk-{chunk_index:05d}"
     return f"{base}-g{generation}" if generation else base
 
 
-def _generations_key(file_id: str) -> str:
-    return f"{KEY_PREFIX}generations:{file_id}"
+def _generations_key(work_id: str) -> str:
+    return f"{KEY_PREFIX}generations:{work_id}"
 
 
-def chunk_generations(connection: redis.Redis, file_id: str) -> dict[int, int]:
-    raw = connection.hgetall(_generations_key(file_id))
+def chunk_generations(connection: redis.Redis, work_id: str) -> dict[int, int]:
+    raw = connection.hgetall(_generations_key(work_id))
     return {int(index): int(generation) for index, generation in raw.items()}
 
 
-def current_chunk_job_ids(connection: redis.Redis, file_id: str, indices: Iterable[int]) -> list[str]:
+def current_chunk_job_ids(connection: redis.Redis, work_id: str, indices: Iterable[int]) -> list[str]:
     """The job ids of these chunks' newest generations."""
-    generations = chunk_generations(connection, file_id)
-    return [chunk_job_id(file_id, index, generations.get(index, 0)) for index in indices]
+    generations = chunk_generations(connection, work_id)
+    return [chunk_job_id(work_id, index, generations.get(index, 0)) for index in indices]
 
 
-def current_chunk_jobs(connection: redis.Redis, file_id: str, chunk_count: int) -> list[Job | None]:
+def current_chunk_jobs(connection: redis.Redis, work_id: str, chunk_count: int) -> list[Job | None]:
     """The jobs of a file's chunks (None where Redis has none), in chunk order."""
-    job_ids = current_chunk_job_ids(connection, file_id, range(chunk_count))
+    job_ids = current_chunk_job_ids(connection, work_id, range(chunk_count))
     return Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer)
 
 
@@ -119,18 +136,18 @@ def replace_chunk_job(connection: redis.Redis, old: Job, make_job: Callable[[str
     and still in the status the caller saw. None when someone else changed it first (the worker
     took, finished or requeued it, or the monitor did), so that no two requeues of one attempt
     ever make two new generations."""
-    file_id, index = old.args[0]["file_id"], int(old.args[0]["index"])
-    generations, field = _generations_key(file_id), str(index)
+    work_id, index = old.args[0]["work_id"], int(old.args[0]["index"])
+    generations, field = _generations_key(work_id), str(index)
     seen = old.get_status(refresh=False)
     rq_queue = queue(old.origin, connection)
 
     def swap(pipe: Pipeline) -> Job | None:
         generation = int(pipe.hget(generations, field) or 0)
         status = pipe.hget(old.key, "status")
-        if chunk_job_id(file_id, index, generation) != old.id or status is None or status.decode() != seen:
+        if chunk_job_id(work_id, index, generation) != old.id or status is None or status.decode() != seen:
             return None
         execution_ids = [raw.decode() for raw in pipe.zrange(old.execution_registry.key, 0, -1)]
-        new = make_job(chunk_job_id(file_id, index, generation + 1))
+        new = make_job(chunk_job_id(work_id, index, generation + 1))
         pipe.multi()
         _delete_job(pipe, old, rq_queue, execution_ids)
         pipe.hset(generations, field, generation + 1)
@@ -165,8 +182,8 @@ def _delete_job(pipe: Pipeline, job: Job, rq_queue: Queue, execution_ids: list[s
                 job.execution_registry.key, *executions)  # fmt: skip
 
 
-def forget_generations(connection: redis.Redis, file_id: str) -> None:
-    connection.delete(_generations_key(file_id))
+def forget_generations(connection: redis.Redis, work_id: str) -> None:
+    connection.delete(_generations_key(work_id))
 
 
 # A busy chunk refreshes this key every HEARTBEAT_SECONDS; gone means nobody is encoding it.
@@ -191,8 +208,8 @@ ATTEMPT_TTL_SECONDS = 7 * 24 * 3600
 COMMIT_LOCK_SECONDS = 10.0
 
 
-def chunk_key(file_id: str, chunk_index: int) -> str:
-    return f"{file_id}:{chunk_index}"
+def chunk_key(work_id: str, chunk_index: int) -> str:
+    return f"{work_id}:{chunk_index}"
 
 
 def claim_chunk(connection: redis.Redis, chunk: str, attempt: str) -> None:
@@ -247,48 +264,49 @@ FILES_INDEX = f"{KEY_PREFIX}files"
 FINISHED_FILE_TTL_SECONDS = 3600
 
 
-def _file_record_key(job_id: str) -> str:
-    return f"{KEY_PREFIX}file:{job_id}"
+def _file_record_key(file_id: str) -> str:
+    return f"{KEY_PREFIX}file:{file_id}"
 
 
-def save_file_record(connection: redis.Redis, job_id: str, **fields: Any) -> None:
-    """Create or update a file's record; lists and dicts are stored as JSON."""
+def save_file_record(connection: redis.Redis, file_id: str, /, **fields: Any) -> None:
+    """Create or update the record of the file with this id; lists and dicts are stored as JSON.
+    Its field `work_id` names the file's chunks (chunk_job_id)."""
     values = {k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in fields.items()}
     pipe = connection.pipeline()
-    pipe.hset(_file_record_key(job_id), mapping=values)
-    pipe.persist(_file_record_key(job_id))
-    pipe.zadd(FILES_INDEX, {job_id: time.time()}, nx=True)
+    pipe.hset(_file_record_key(file_id), mapping=values)
+    pipe.persist(_file_record_key(file_id))
+    pipe.zadd(FILES_INDEX, {file_id: time.time()}, nx=True)
     pipe.execute()
 
 
-def finish_file_record(connection: redis.Redis, job_id: str, outcome: str, **fields: Any) -> None:
-    save_file_record(connection, job_id, state=outcome, **fields)
-    connection.expire(_file_record_key(job_id), FINISHED_FILE_TTL_SECONDS)
+def finish_file_record(connection: redis.Redis, file_id: str, outcome: str, /, **fields: Any) -> None:
+    save_file_record(connection, file_id, state=outcome, **fields)
+    connection.expire(_file_record_key(file_id), FINISHED_FILE_TTL_SECONDS)
 
 
-def file_control(connection: redis.Redis, job_id: str) -> str:
+def file_control(connection: redis.Redis, file_id: str) -> str:
     """What a user asked for with `ute pause|cancel|retry` ("" for nothing)."""
-    raw = connection.hget(_file_record_key(job_id), "control")
+    raw = connection.hget(_file_record_key(file_id), "control")
     return raw.decode() if raw else ""
 
 
-def file_record(connection: redis.Redis, job_id: str) -> dict[str, str] | None:
-    raw = connection.hgetall(_file_record_key(job_id))
+def file_record(connection: redis.Redis, file_id: str) -> dict[str, str] | None:
+    raw = connection.hgetall(_file_record_key(file_id))
     return {k.decode(): v.decode() for k, v in raw.items()} if raw else None
 
 
 def file_records(connection: redis.Redis) -> list[tuple[str, dict[str, str]]]:
     """Every file UTE knows about, in arrival order; expired ones leave the index."""
-    job_ids = [raw.decode() for raw in connection.zrange(FILES_INDEX, 0, -1)]
+    file_ids = [raw.decode() for raw in connection.zrange(FILES_INDEX, 0, -1)]
     pipe = connection.pipeline(transaction=False)  # reads: work while writes are refused
-    for job_id in job_ids:
-        pipe.hgetall(_file_record_key(job_id))
+    for file_id in file_ids:
+        pipe.hgetall(_file_record_key(file_id))
     records = []
-    for job_id, raw in zip(job_ids, pipe.execute(), strict=True):
+    for file_id, raw in zip(file_ids, pipe.execute(), strict=True):
         if raw:
-            records.append((job_id, {k.decode(): v.decode() for k, v in raw.items()}))
+            records.append((file_id, {k.decode(): v.decode() for k, v in raw.items()}))
         else:
-            connection.zrem(FILES_INDEX, job_id)
+            connection.zrem(FILES_INDEX, file_id)
     return records
 
 

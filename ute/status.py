@@ -29,7 +29,8 @@ def snapshot(connection: redis.Redis) -> dict[str, Any]:
                     strict=True))  # one round trip for all workers' chunks
     workers = [_worker(facts, jobs.get(facts.get("job") or "")) for facts in live]
     swarm_fps = round(sum(worker["fps"] for worker in workers), 2)
-    files = [_file(connection, job_id, record, detailed) for job_id, record in state.file_records(connection)]
+    files = [_file(connection, file_id, record, detailed)
+             for file_id, record in state.file_records(connection)]  # fmt: skip
     paused = refusing or state.farm_pause(connection)
     return {"swarm_fps": swarm_fps, "paused": paused, "workers": workers, "jobs": files,
             "queue_eta_seconds": _queue_eta(files, swarm_fps)}  # fmt: skip
@@ -40,8 +41,10 @@ def _worker(facts: dict[str, Any], job: Job | None) -> dict[str, Any]:
     chunk = None
     fps = 0.0
     if job is not None:
-        chunk = {"job": job.id, "index": int(job.args[0]["index"]), "file_id": job.args[0]["file_id"],
-                 "frames_done": int(job.meta.get("frames_done", 0)), "frames": int(job.args[0]["frames"])}
+        spec = job.args[0]
+        chunk = {"job": job.id, "index": int(spec["index"]), "file_id": state.file_id_of(spec["work_id"]),
+                 "work_id": spec["work_id"], "frames_done": int(job.meta.get("frames_done", 0)),
+                 "frames": int(spec["frames"])}  # fmt: skip
         fps = float(job.meta.get("fps", 0.0))
     return {
         "name": facts["name"],
@@ -54,12 +57,12 @@ def _worker(facts: dict[str, Any], job: Job | None) -> dict[str, Any]:
     }
 
 
-def _file(connection: redis.Redis, job_id: str, record: dict[str, str], detailed: bool) -> dict[str, Any]:
+def _file(connection: redis.Redis, file_id: str, record: dict[str, str], detailed: bool) -> dict[str, Any]:
     chunk_frames = json.loads(record.get("chunk_frames", "[]"))
     frames_total = int(record.get("frames_total", sum(chunk_frames)))
     file_state = record.get("state", "queued")
     entry: dict[str, Any] = {
-        "id": job_id, "source": record.get("source", "?"), "name": Path(record.get("source", "?")).name,
+        "id": file_id, "source": record.get("source", "?"), "name": Path(record.get("source", "?")).name,
         "state": file_state, "queue": record.get("queue"),
         "chunks_total": len(chunk_frames), "chunks_done": 0,
         "frames_total": frames_total, "frames_done": 0, "fps": 0.0, "eta_seconds": None,
@@ -67,8 +70,8 @@ def _file(connection: redis.Redis, job_id: str, record: dict[str, str], detailed
     }  # fmt: skip
     if file_state in ("done", "muxing"):
         entry.update(chunks_done=len(chunk_frames), frames_done=frames_total)
-    elif record.get("file_id") and chunk_frames and detailed:
-        jobs = state.current_chunk_jobs(connection, record["file_id"], len(chunk_frames))
+    elif record.get("work_id") and chunk_frames and detailed:
+        jobs = state.current_chunk_jobs(connection, record["work_id"], len(chunk_frames))
         progress = read_progress(jobs, _chunks(chunk_frames))
         entry.update(chunks_done=progress.chunks_done, frames_done=progress.frames_done,
                      fps=round(progress.fps, 2))  # fmt: skip

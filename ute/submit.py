@@ -30,10 +30,10 @@ def submit_chunks(
     """Describe the file in Redis, then enqueue each chunk unless its job is queued, running or done."""
     if not specs:
         return []
-    file_id = specs[0].file_id
-    state.save_file_spec(connection, file_id, file.to_json())
+    work_id = specs[0].work_id
+    state.save_file_spec(connection, work_id, file.to_json())
     queue = state.queue(queue_name, connection)
-    job_ids = state.current_chunk_job_ids(connection, file_id, [spec.index for spec in specs])
+    job_ids = state.current_chunk_job_ids(connection, work_id, [spec.index for spec in specs])
     existing = Job.fetch_many(job_ids, connection=connection, serializer=queue.serializer)
     to_enqueue = [
         _job_data(queue, spec, job_id)
@@ -108,8 +108,9 @@ def _job_kwargs(spec: dict[str, Any], job_id: str) -> dict[str, Any]:
         "func": ENCODE_CHUNK_FUNCTION,
         "args": (spec,),
         "job_id": job_id,
-        # Descriptions are shown unescaped by rq-dashboard: never put a file name here.
-        "description": f"encode chunk {spec['index']} of file {spec['file_id']}",
+        # Descriptions are shown unescaped by rq-dashboard: never put a file name here. The id is
+        # the one `ute status` shows, so that the dashboard leads back to the file.
+        "description": f"encode chunk {spec['index']} of file {state.file_id_of(spec['work_id'])}",
         "timeout": DEFAULT_CHUNK_TIMEOUT_SECONDS,
         "result_ttl": log_ttl_seconds(),  # the result holds the chunk's log
         "failure_ttl": log_ttl_seconds(),
@@ -121,8 +122,8 @@ def _job_data(queue: Queue, spec: ChunkSpec, job_id: str) -> Any:
     return queue.prepare_data(kwargs.pop("func"), **kwargs)
 
 
-def clear_chunks(connection: redis.Redis, file_id: str, chunk_count: int) -> None:
+def clear_chunks(connection: redis.Redis, work_id: str, chunk_count: int) -> None:
     """Drop whatever jobs an earlier run left for this file; segments on disk are kept."""
-    jobs = state.current_chunk_jobs(connection, file_id, chunk_count)
+    jobs = state.current_chunk_jobs(connection, work_id, chunk_count)
     state.delete_jobs(connection, [job for job in jobs if job is not None])
-    state.forget_generations(connection, file_id)
+    state.forget_generations(connection, work_id)

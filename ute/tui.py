@@ -41,7 +41,9 @@ def render(snap: dict[str, Any]) -> Group:
         f"  workers {busy}/{len(snap['workers'])} busy  queue ETA {duration(snap.get('queue_eta_seconds'))}",
     )  # fmt: skip
     files = Table(expand=True, box=None, pad_edge=False)
-    files.add_column("file", ratio=3, no_wrap=True, overflow="ellipsis")
+    # The id under the name: what `ute logs|pause|cancel ID` take.
+    files.add_column("file / id", ratio=3, min_width=len("0123456789abcdef"), no_wrap=True,
+                     overflow="ellipsis")  # fmt: skip
     files.add_column("state", width=8)
     files.add_column("progress", ratio=2, min_width=10)
     files.add_column("chunks", justify="right", width=7)
@@ -51,7 +53,8 @@ def render(snap: dict[str, Any]) -> Group:
     for job in snap["jobs"]:
         total = max(job["frames_total"], 1)
         files.add_row(
-            job["name"], Text(job["state"], STATE_STYLES.get(job["state"], "")),
+            Text.assemble(job["name"], "\n", (job["id"], "dim")),
+            Text(job["state"], STATE_STYLES.get(job["state"], "")),
             ProgressBar(total=total, completed=job["frames_done"]),
             f"{job['chunks_done']}/{job['chunks_total']}", f"{job['frames_done']}/{job['frames_total']}",
             f"{job['fps']:.1f}" if job["fps"] else "", duration(job["eta_seconds"]) if job["fps"] else "",
