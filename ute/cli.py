@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ute.cli_parser import build_parser
-from ute.errors import UteError
+from ute.errors import StoppedError, UteError
 
 if TYPE_CHECKING:
     from ute.history import History
@@ -65,11 +63,18 @@ def _print_table(table: object) -> None:
 
 def run_encode(args: argparse.Namespace) -> int:
     from ute.coordinator import encode_file
+    from ute.stopping import StopSignals, exit_now
 
     if args.workers < 0:
         raise UteError("--workers must be 0 or more")
-    report = encode_file(args.source, args.output, _encode_settings(args), workers=args.workers,
-                         redis_url=args.redis_url, force=args.force)  # fmt: skip
+    signals = StopSignals("ute encode", "the local workers finish their running chunks, then it stops")
+    signals.install()
+    try:
+        report = encode_file(args.source, args.output, _encode_settings(args), workers=args.workers,
+                             redis_url=args.redis_url, force=args.force, stop=signals.stop)  # fmt: skip
+    finally:
+        if signals.abort.is_set():
+            exit_now()
     change = (report.output_bytes / report.source_bytes - 1) * 100 if report.source_bytes else 0
     log.info("%s: done in %.1f s at %.1f fps, %d chunks, %d frames verified, size %+.1f%% -> %s",
              report.source.name, report.seconds, report.fps, report.chunks, report.frames,
@@ -91,6 +96,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from ute.coordinator import WORK_DIR_NAME
     from ute.serve import serve
     from ute.service import ServeOptions
+    from ute.stopping import StopSignals, exit_now
 
     if args.workers < 0:
         raise UteError("--workers must be 0 or more")
@@ -101,22 +107,12 @@ def run_serve(args: argparse.Namespace) -> int:
         settle_seconds=args.settle_seconds, stall_seconds=args.stall_seconds,
         done_action=args.done_action,
     )  # fmt: skip
-    stop, abort = threading.Event(), threading.Event()
-
-    def request_stop(signum: int, _frame: object) -> None:
-        if stop.is_set():
-            log.info("%s again: aborting now; start ute serve again to resume",
-                     signal.Signals(signum).name)  # fmt: skip
-            abort.set()
-            return
-        log.info("%s: finishing the running chunks, then stopping; start ute serve again to resume",
-                 signal.Signals(signum).name)  # fmt: skip
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    signals = StopSignals("ute serve", "finishing the running chunks and files being muxed, then stopping")
+    signals.install()
     serve(options, workers=args.workers, redis_url=args.redis_url, redis_port=args.redis_port,
-          redis_bind=args.redis_bind, stop=stop, abort=abort)  # fmt: skip
+          redis_bind=args.redis_bind, stop=signals.stop, abort=signals.abort)  # fmt: skip
+    if signals.abort.is_set():
+        exit_now()
     return 0
 
 
@@ -138,12 +134,13 @@ def run_history(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title=f"UTE history ({history.path if history else args.outbox})")
+    table.add_column("id", no_wrap=True, min_width=len("0123456789abcdef"))
     for column in ("finished", "source", "outcome", "frames", "fps", "time", "size", "output / error"):
         table.add_column(column)
     for entry in entries:
         change = entry.size_change_percent
         table.add_row(
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.finished_at)),
+            entry.file_id, time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.finished_at)),
             Path(entry.source).name, entry.outcome, str(entry.frames or ""),
             f"{entry.fps:.1f}" if entry.fps else "",
             f"{entry.encode_seconds:.0f} s" if entry.encode_seconds else "",
@@ -172,21 +169,23 @@ def run_logs(args: argparse.Namespace) -> int:
     from ute import chunklogs, state
 
     connection = state.connect(args.redis_url)
-    record = state.file_record(connection, args.job_id) if _redis_answers(connection) else None
-    if record and record.get("file_id"):
+    record = state.file_record(connection, args.file_id) if _redis_answers(connection) else None
+    if record and record.get("work_id"):
         chunk_count = len(json.loads(record.get("chunk_frames", "[]")))
-        logs = chunklogs.collect(connection, record["file_id"], chunk_count)
+        logs = chunklogs.collect(connection, record["work_id"], chunk_count)
         if args.chunk is not None:
             logs = [log for log in logs if log.index == args.chunk]
             if not logs:
-                raise UteError(f"{args.job_id} has no chunk {args.chunk} (it has {chunk_count})")
+                raise UteError(f"{args.file_id} has no chunk {args.chunk} (it has {chunk_count})")
+        print(_logs_header(args.file_id, record.get("source", "?")))
         print(chunklogs.render_all(logs))
         return 0
     history = _history_in(args.outbox)
-    entries = [e for e in history.entries() if e.file_id == args.job_id] if history else []
+    entries = [e for e in history.entries() if e.file_id == args.file_id] if history else []
     if not entries:
-        raise UteError(f"no file {args.job_id} in Redis ({state.redacted(args.redis_url)}) or in the "
+        raise UteError(f"no file {args.file_id} in Redis ({state.redacted(args.redis_url)}) or in the "
                        f"history under {args.outbox}")  # fmt: skip
+    print(_logs_header(args.file_id, entries[-1].source))
     text = entries[-1].log
     if args.chunk is not None:
         blocks = text.split("\n== chunk ")
@@ -196,15 +195,19 @@ def run_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _logs_header(file_id: str, source: str) -> str:
+    return f"== file {file_id}: {Path(source).name}"
+
+
 def run_control(args: argparse.Namespace) -> int:
     from ute import control, state
 
     connection = state.connect(args.redis_url)
     _check_redis(connection, args.redis_url)
     if args.command == "retry":
-        print(control.retry(connection, args.job_id, args.inbox, _history_in(args.outbox)))
+        print(control.retry(connection, args.file_id, args.inbox, _history_in(args.outbox)))
     else:
-        print(getattr(control, args.command)(connection, args.job_id))
+        print(getattr(control, args.command)(connection, args.file_id))
     return 0
 
 
@@ -253,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
                 "pause": run_control, "resume": run_control, "cancel": run_control, "retry": run_control}
     try:
         return handlers[args.command](args)
+    except StoppedError as error:
+        print(f"ute: {error}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except UteError as error:
         print(f"ute: error: {error}", file=sys.stderr)
         return EXIT_FAILURE

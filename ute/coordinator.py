@@ -5,28 +5,31 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-import subprocess
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import redis
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ute import config, control, farm, monitor, pipeline, state, submit
-from ute.errors import EncodeError, UteError
+from ute import config, control, farm, pipeline, state, submit
+from ute.driver import Driver, FileRun
+from ute.errors import EncodeError, StoppedError, UteError
+from ute.lifecycle import FileState
 from ute.localworkers import local_workers
 from ute.logs import console
 from ute.probe import probe
-from ute.progress import ChunkProgress
 from ute.redis_server import private_redis
 from ute.settings import EncodeSettings
+from ute.verify import Verified
 
 log = logging.getLogger(__name__)
 
 WORK_DIR_NAME = ".ute-work"
-POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -63,50 +66,91 @@ def encode_file(
     workers: int,
     redis_url: str | None,
     force: bool = False,
+    stop: threading.Event | None = None,
 ) -> EncodeReport:
-    """Encode source into output through rq workers; raise UteError unless verified."""
+    """Encode source into output through rq workers; raise UteError unless verified. Once stop is
+    set, queued chunks leave the queue, local workers finish their running ones, and StoppedError
+    says how to resume."""
     source, output = source.absolute(), output.absolute()
     check_paths(source, output, force=force)
     started = time.monotonic()
     settings = config.apply(settings, config.file_layers(source))
     prepared = pipeline.prepare(probe(source), settings, output.parent / WORK_DIR_NAME)
     prepared.work_dir.mkdir(parents=True, exist_ok=True)
-    log.info("%s: %d frames at %.3f fps, %d chunks", source.name, prepared.info.frame_count,
-             prepared.info.fps, len(prepared.chunks))  # fmt: skip
-
     info = prepared.info
-    job_id = state.fingerprint(info.path, info.size, info.mtime_ns)
+    log.info("%s: %d frames at %.3f fps, %d chunks (id %s)", source.name, info.frame_count, info.fps,
+             len(prepared.chunks), prepared.file_id)  # fmt: skip
+    stop = stop or threading.Event()
+    run = FileRun(prepared.file_id, source, state.QUEUE_LOW, output=output)
     with _redis(redis_url, prepared.work_dir) as url, \
-            local_workers(url, workers, prepared.work_dir) as local:  # fmt: skip
+            local_workers(url, workers, prepared.work_dir) as local, \
+            ThreadPoolExecutor(1, thread_name_prefix="ute-file") as helpers, \
+            _progress_bar(prepared) as show_progress:  # fmt: skip
         connection = state.connect(url)
-        submit.clear_chunks(connection, prepared.file_id, len(prepared.chunks))
-        submit.submit_chunks(connection, prepared.file_spec, prepared.specs)
-        state.save_file_record(connection, job_id, source=info.path, state="encoding", queue=state.QUEUE_LOW,
-                               frames_total=info.frame_count, file_id=prepared.file_id,
-                               chunk_frames=[c.frames for c in prepared.chunks])  # fmt: skip
+        submit.clear_chunks(connection, prepared.work_id, len(prepared.chunks))  # an earlier run's
         if workers == 0:
             log.info("waiting for workers: start `ute-worker --redis-url %s` on any machine",
                      state.redacted(url))  # fmt: skip
+        disks = farm.DiskGuard(connection, [prepared.work_dir, output.parent])
+        driver = Driver(connection, _OneFile(force), disks, helpers)
+        driver.add(run, lambda: prepared, frames_total=info.frame_count)
+
+        def before_step() -> None:
+            if local and all(process.poll() is not None for process in local):
+                raise EncodeError(f"every local worker has exited; see their logs in {prepared.work_dir}")
+            show_progress(run)
+
         try:
-            disks = farm.DiskGuard(connection, [prepared.work_dir, output.parent])
-            _wait_for_chunks(connection, prepared, job_id, local, disks)
-            state.save_file_record(connection, job_id, state="muxing")
-            verified = pipeline.finalize(prepared, output, replace=force)
-        except BaseException as error:  # failed, cancelled, interrupted: no chunk is left to others
-            with contextlib.suppress(redis.exceptions.RedisError):
-                control.take_off_queue(connection, prepared.file_id, len(prepared.chunks), stop_running=True)
-                submit.clear_chunks(connection, prepared.file_id, len(prepared.chunks))
-                if isinstance(error, UteError):
-                    outcome = "cancelled" if isinstance(error, CancelledError) else "failed"
-                    state.finish_file_record(connection, job_id, outcome, error=str(error), control="")
-            raise
-        state.finish_file_record(connection, job_id, "done", output=str(output))
+            driver.run(lambda: not run.state.terminal and not stop.is_set(), before_step=before_step)
+        finally:
+            if not run.state.terminal:  # stopped, interrupted, or a failure of UTE's own
+                _put_chunks_down(connection, prepared, run, stopped=stop.is_set())
+    if run.state is FileState.FAILED:
+        raise EncodeError(f"{prepared.name}: {run.error}")
+    if run.state is FileState.CANCELLED:
+        raise CancelledError(f"{prepared.name}: cancelled by `ute cancel {run.file_id}`")
+    if run.state is not FileState.DONE:
+        raise StoppedError(f"{prepared.name}: stopped; finished chunks are kept in {prepared.work_dir}, "
+                           "run the same command again to go on from there")  # fmt: skip
     shutil.rmtree(prepared.work_dir, ignore_errors=True)
     _remove_if_empty(prepared.work_dir.parent)
-    return EncodeReport(
-        source, output, verified.frames, len(prepared.chunks), time.monotonic() - started,
-        prepared.info.size, verified.size,
-    )  # fmt: skip
+    verified: Verified = run.result
+    return EncodeReport(source, output, verified.frames, len(prepared.chunks), time.monotonic() - started,
+                        info.size, verified.size)  # fmt: skip
+
+
+class _OneFile:
+    """The driver's Owner for `ute encode`: the output is the one given; a failure is raised by
+    encode_file once the driver is done; the source is never touched."""
+
+    def __init__(self, force: bool) -> None:
+        self.force = force
+
+    def finish_work(self, run: FileRun) -> Callable[[], Verified]:
+        assert run.prepared is not None and run.output is not None
+        return partial(pipeline.finalize, run.prepared, run.output, replace=self.force)
+
+    def done(self, run: FileRun) -> None:
+        pass
+
+    def failed(self, run: FileRun) -> None:
+        pass
+
+    def cancelled(self, run: FileRun) -> None:
+        pass
+
+
+def _put_chunks_down(
+    connection: redis.Redis, prepared: pipeline.PreparedFile, run: FileRun, *, stopped: bool
+) -> None:  # fmt: skip
+    """No chunk of a run that ends unfinished is left to remote workers. After a stop signal the
+    local workers finish their running chunks first (their segments are kept for the next run)."""
+    with contextlib.suppress(redis.exceptions.RedisError):
+        control.take_off_queue(connection, prepared.work_id, len(prepared.chunks), stop_running=not stopped)
+        if not stopped:
+            submit.clear_chunks(connection, prepared.work_id, len(prepared.chunks))
+        state.finish_file_record(connection, run.file_id, FileState.FAILED, control="",
+                                 error="stopped" if stopped else "interrupted")  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -125,12 +169,9 @@ class CancelledError(UteError):
     """`ute cancel` was asked for the file this run encodes."""
 
 
-def _wait_for_chunks(
-    connection: redis.Redis, prepared: pipeline.PreparedFile, job_id: str,
-    local_workers: Sequence[subprocess.Popen[bytes]], disks: farm.DiskGuard,
-) -> None:  # fmt: skip
-    """Until every chunk is encoded and there is room to mux them; `ute pause` holds the queued
-    chunks back until `ute resume`, `ute cancel` ends the run."""
+@contextlib.contextmanager
+def _progress_bar(prepared: pipeline.PreparedFile) -> Iterator[Callable[[FileRun], None]]:
+    """A bar of frames done, chunks, fps and time left, drawn only on a terminal."""
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -141,52 +182,17 @@ def _wait_for_chunks(
         console=console,
         disable=not console.is_terminal,
     ) as bar:
-        watchdog = monitor.ChunkMonitor(connection)
         task = bar.add_task(prepared.name, total=prepared.info.frame_count, chunks="", fps="")
-        backoff = farm.RedisBackoff(POLL_SECONDS)
-        paused = False
-        while True:
-            if local_workers and all(p.poll() is not None for p in local_workers):
-                raise EncodeError(f"every local worker has exited; see their logs in {prepared.work_dir}")
-            try:
-                request = state.file_control(connection, job_id)
-                if request == control.CANCEL:
-                    raise CancelledError(f"{prepared.name}: cancelled by `ute cancel {job_id}`")
-                if paused != (request == control.PAUSE):
-                    paused = request == control.PAUSE
-                    log.info("%s: %s", prepared.name, f"paused: queued chunks wait for `ute resume {job_id}`"
-                             if paused else "resumed")  # fmt: skip
-                if paused or not disks.check():
-                    control.take_off_queue(connection, prepared.file_id, len(prepared.chunks),
-                                           stop_running=False)  # fmt: skip
-                    bar.update(task, fps="paused")
-                    time.sleep(backoff.pause)
-                    continue
-                progress = _check_chunks(connection, prepared, watchdog)
-                disks.chunks_found_no_space(watchdog.no_space)
-                if backoff.answered():
-                    watchdog.hold()  # heartbeats lapsed while Redis was out
-            except redis.exceptions.RedisError as error:
-                if not backoff.unavailable(error):
-                    raise
-                time.sleep(backoff.pause)
-                continue
-            bar.update(task, completed=progress.frames_done, fps=f"{progress.fps:.1f} fps",
-                       chunks=f"{progress.chunks_done}/{progress.chunks_total} chunks")  # fmt: skip
-            if progress.complete:
-                return
-            time.sleep(backoff.pause)
 
+        def show(run: FileRun) -> None:
+            progress = run.progress
+            if run.state is FileState.PAUSED:
+                bar.update(task, fps="paused")
+            elif progress is not None:
+                bar.update(task, completed=progress.frames_done, fps=f"{progress.fps:.1f} fps",
+                           chunks=f"{progress.chunks_done}/{progress.chunks_total} chunks")  # fmt: skip
 
-def _check_chunks(
-    connection: redis.Redis, prepared: pipeline.PreparedFile, watchdog: monitor.ChunkMonitor
-) -> ChunkProgress:
-    """One look at the file's chunks: resubmit lost jobs, requeue dead ones, stop on failure."""
-    progress, jobs = pipeline.check_chunks(connection, prepared, state.QUEUE_LOW)
-    if progress.failure:
-        raise EncodeError(f"{prepared.name}: {progress.failure}")
-    watchdog.sweep(jobs)
-    return progress
+        yield show
 
 
 def _remove_if_empty(folder: Path) -> None:

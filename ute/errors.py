@@ -31,3 +31,7 @@ class VerifyError(UteError):
 
 class SettingsError(UteError):
     """A setting has a value UTE cannot use."""
+
+
+class StoppedError(UteError):
+    """A stop signal ended the command before its work was done; running it again resumes."""

@@ -11,10 +11,11 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import psutil
 import redis
 from rq import Worker
 
-from ute import runner, state
+from ute import runner, state, submit
 from ute.defaults import ENV_PARENT_PID, ENV_REDIS_URL
 from ute.errors import UteError
 
@@ -48,6 +49,21 @@ def local_workers(url: str, count: int, log_dir: Path) -> Iterator[list[subproce
         finished = True
     finally:
         runner.stop(processes, grace_seconds=30, cold=not finished)
+
+
+def abort(url: str, processes: Sequence[subprocess.Popen[bytes]]) -> int:
+    """The second stop signal: kill the local workers with their work horses and encoders, and
+    put the chunks they had back at the front of their queues at once; how many went back."""
+    connection = state.connect(url)
+    pids = {process.pid for process in processes if process.poll() is None}
+    jobs = [worker.get_current_job() for worker in Worker.all(connection=connection) if worker.pid in pids]
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(process.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+    runner.kill(processes)
+    return sum(submit.requeue_at_front(connection, job) for job in jobs if job is not None)
 
 
 def replace_dead(url: str, processes: list[subprocess.Popen[bytes]], log_dir: Path) -> int:

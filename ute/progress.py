@@ -10,7 +10,9 @@ from rq.job import Job, JobStatus
 from ute.plan import Chunk
 from ute.submit import failure_message, retry_delay
 
-BROKEN_STATES = (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
+# A chunk stopped or cancelled by someone (`ute cancel` of an earlier run, whose stop reached the
+# worker after the jobs were cleared; rq-dashboard) did not fail: it is queued again.
+PUT_DOWN_STATES = (JobStatus.STOPPED, JobStatus.CANCELED)
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,11 @@ def read_progress(jobs: Sequence[Job | None], chunks: Sequence[Chunk]) -> ChunkP
         elif status == JobStatus.STARTED and job is not None:
             frames_done += min(chunk.frames, int(job.meta.get("frames_done", 0)))
             fps += float(job.meta.get("fps", 0.0))
-        elif status is None:
+        elif status is None or status in PUT_DOWN_STATES:
             missing.append(chunk.index)
         elif status == JobStatus.FAILED and job is not None and retry_delay(job) is not None:
             pass  # the monitor tries it again after its delay
-        elif status in BROKEN_STATES and failure is None and job is not None:
+        elif status == JobStatus.FAILED and failure is None and job is not None:
             tries = int(job.meta.get("failures", 0)) + 1
             failure = failure_reason(job, chunk) + (f" (failed {tries} times)" if tries > 1 else "")
     return ChunkProgress(len(chunks), chunks_done, sum(c.frames for c in chunks), frames_done,

@@ -42,6 +42,31 @@ class CommandResult:
 _LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
 _PR_SET_PDEATHSIG = 1
 
+# Every process started here that may still run: what kill_everything() ends.
+_started: set[subprocess.Popen[Any]] = set()
+_started_lock = threading.Lock()
+
+
+def _track(process: subprocess.Popen[Any]) -> None:
+    with _started_lock:
+        _started.difference_update([p for p in _started if p.poll() is not None])
+        _started.add(process)
+
+
+def kill_everything() -> None:
+    """SIGKILL every process group started here that is still there, with whatever its processes
+    started in groups of their own (an rq work horse and its encoder): the second stop signal."""
+    import psutil  # here: `ute status` imports this module, and needs no psutil
+
+    with _started_lock:
+        running = [process for process in _started if process.poll() is None]
+    for process in running:
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(process.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+        _signal_group(process, signal.SIGKILL)
+
 
 def _die_with_parent() -> None:
     """Linux: the child gets SIGKILL when its parent dies, so no encoder outlives its job."""
@@ -83,6 +108,7 @@ def run(
         )
     except OSError as error:
         raise CommandError(f"cannot start {argv[0]}: {error.strerror}") from error
+    _track(process)
 
     stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
     stderr_thread = threading.Thread(
@@ -149,7 +175,7 @@ def spawn(
     log.debug("spawn: %s", argv)
     output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=output,
@@ -158,6 +184,8 @@ def spawn(
             start_new_session=True,
             preexec_fn=_die_with_parent if die_with_parent else None,
         )
+        _track(process)
+        return process
     except OSError as error:
         raise CommandError(f"cannot start {argv[0]}: {error.strerror}") from error
     finally:
@@ -195,6 +223,13 @@ def stop(
             log.warning("process %d did not stop within %.0f s; killing it", process.pid, grace_seconds)
             _signal_group(process, signal.SIGKILL)
             process.wait()
+
+
+def kill(processes: Sequence[subprocess.Popen[Any]]) -> None:
+    """SIGKILL each process's group and reap it."""
+    for process in processes:
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
 
 
 def _signal_group(process: subprocess.Popen[Any], sig: signal.Signals) -> None:

@@ -11,6 +11,7 @@ from ute.defaults import DEFAULT_REDIS_BIND, DEFAULT_REDIS_PORT
 from ute.errors import UteError
 from ute.history import HISTORY_FILE_NAME, History
 from ute.inbox import InboxLayout
+from ute.localworkers import abort as abort_local_workers
 from ute.localworkers import local_workers, replace_dead
 from ute.redis_server import private_redis_server
 from ute.service import ServeOptions, Service
@@ -80,9 +81,9 @@ def serve(
                 log.info("coasting down: local workers finish their chunks, files being muxed are "
                          "finished (stop again to abort)")  # fmt: skip
                 runner.stop(processes, grace_seconds=0, wait=False)
-            return all(process.poll() is not None for process in processes) and not service.finalizing()
+            return all(process.poll() is not None for process in processes) and not service.finishing()
 
         service.run(stop, until=coasted_down, supervise=supervise)
         if abort.is_set():
-            log.info("aborting: running chunks are stopped and go back to their queue")
-            runner.stop(processes, grace_seconds=30, cold=True)
+            requeued = abort_local_workers(url, processes)
+            log.info("aborted: %d running chunks went back to the front of their queue", requeued)

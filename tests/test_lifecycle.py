@@ -1,0 +1,348 @@
+"""The file lifecycle in milliseconds: the pure transition table, and the one driver (that both
+`ute encode` and `ute serve` use) against the real test Redis, with an in-process rq SimpleWorker
+and a stand-in encoder: these tests are about states, not pictures."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from media import make_clip
+from rq import SimpleWorker
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+
+from ute import control, jobs, pipeline, state
+from ute.driver import Driver, FileRun
+from ute.errors import EncodeError
+from ute.lifecycle import TABLE, Action, Event, FileState, transition
+from ute.pipeline import PreparedFile
+from ute.probe import probe
+from ute.settings import EncodeSettings
+
+# ---- the table ------------------------------------------------------------------------------
+
+LIVE = [s for s in FileState if not s.terminal]
+
+
+@given(st.sampled_from(FileState), st.lists(st.sampled_from(Event), max_size=30))
+def test_no_event_leads_out_of_an_end_state(start: FileState, events: list[Event]) -> None:
+    current = start
+    for event in events:
+        was_terminal = current.terminal
+        nxt = transition(current, event).state
+        assert not was_terminal or nxt is current
+        current = nxt
+
+
+@given(st.lists(st.sampled_from(Event), max_size=40))
+def test_done_only_ever_follows_finishing_and_chunks_done(events: list[Event]) -> None:
+    current, seen = FileState.QUEUED, [FileState.QUEUED]
+    for event in events:
+        current = transition(current, event).state
+        seen.append(current)
+    if FileState.DONE in seen:
+        done_at = seen.index(FileState.DONE)
+        assert seen[done_at - 1] is FileState.FINISHING
+        assert FileState.ENCODING in seen[:done_at]
+
+
+def test_a_file_being_finished_is_always_finished() -> None:
+    for event in (Event.PAUSE, Event.CANCEL, Event.NO_ROOM, Event.RESUME, Event.CHUNKS_DONE):
+        assert transition(FileState.FINISHING, event) == transition(FileState.FINISHING, Event.PREPARED)
+        assert transition(FileState.FINISHING, event).state is FileState.FINISHING
+        assert transition(FileState.FINISHING, event).actions == ()
+
+
+@pytest.mark.parametrize("live", [FileState.QUEUED, FileState.ENCODING, FileState.PAUSED])
+def test_cancel_and_failure_drop_the_chunks_from_every_live_state(live: FileState) -> None:
+    assert transition(live, Event.CANCEL).state is FileState.CANCELLED
+    assert transition(live, Event.CANCEL).actions == (Action.STOP_CHUNKS, Action.CLEAR_CHUNKS,
+                                                      Action.RECORD_CANCELLED)  # fmt: skip
+    assert transition(live, Event.FAILED).actions == (Action.STOP_CHUNKS, Action.CLEAR_CHUNKS,
+                                                      Action.RECORD_FAILED)  # fmt: skip
+
+
+def test_pause_holds_chunks_and_resume_goes_back_through_queued() -> None:
+    assert transition(FileState.ENCODING, Event.PAUSE) == transition(FileState.PAUSED, Event.PAUSE)
+    assert transition(FileState.ENCODING, Event.PAUSE).actions == (Action.HOLD_CHUNKS,)
+    assert transition(FileState.PAUSED, Event.RESUME).state is FileState.QUEUED
+    assert transition(FileState.QUEUED, Event.PREPARED).state is FileState.ENCODING
+    no_room = transition(FileState.ENCODING, Event.NO_ROOM)
+    assert no_room.state is FileState.ENCODING and no_room.actions == (Action.HOLD_CHUNKS,)
+
+
+def test_every_entry_of_the_table_is_a_live_state_and_each_end_state_is_reachable() -> None:
+    assert {state for state, _ in TABLE} <= set(LIVE)
+    reachable = {t.state for t in TABLE.values()}
+    assert {FileState.DONE, FileState.FAILED, FileState.CANCELLED} <= reachable
+    assert all(s.value == s.value.lower() for s in FileState)  # what `ute status` prints
+
+
+# ---- the driver -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prepared_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PreparedFile]:
+    folder = tmp_path_factory.mktemp("lifecycle")
+    source = make_clip(folder / "movie.mkv", seconds=3, size="64x36")
+    return folder, pipeline.prepare(probe(source), EncodeSettings(chunk_frames=24), folder / ".ute-work")
+
+
+class Owner:
+    """Records what the driver asked of it; finishing waits until the test lets it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.let_finish = threading.Event()
+        self.let_finish.set()
+
+    def finish_work(self, run: FileRun) -> Callable[[], Any]:
+        self.calls.append("finish_work")
+
+        def work() -> str:
+            self.let_finish.wait(10)
+            return "the output"
+
+        return work
+
+    def done(self, run: FileRun) -> None:
+        self.calls.append("done")
+
+    def failed(self, run: FileRun) -> None:
+        self.calls.append(f"failed: {run.error}")
+
+    def cancelled(self, run: FileRun) -> None:
+        self.calls.append("cancelled")
+
+
+class Room:
+    def __init__(self) -> None:
+        self.free = True
+
+    def check(self) -> bool:
+        return self.free
+
+    def chunks_found_no_space(self, failed: object) -> None:
+        pass
+
+
+@pytest.fixture
+def farm(clean_redis: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A driver, its owner and room, and a stand-in encoder whose chunks succeed unless told."""
+    failing: set[int] = set()
+
+    def stand_in_encoder(chunk_json: dict[str, Any]) -> dict[str, Any]:
+        if chunk_json["index"] in failing:
+            raise EncodeError(f"chunk {chunk_json['index']}: the stand-in encoder fails it")
+        return {"index": chunk_json["index"], "frames": chunk_json["frames"]}
+
+    monkeypatch.setattr(jobs, "encode_chunk", stand_in_encoder)
+    monkeypatch.setattr(pipeline, "lost_segments", lambda prepared: [])  # no real segments here
+    monkeypatch.setenv("UTE_RETRY_DELAYS", ",")  # no retries: a failure is final
+    connection = state.connect(clean_redis)
+    owner, room = Owner(), Room()
+    with ThreadPoolExecutor(2) as helpers:
+        driver = Driver(connection, owner, room, helpers)  # type: ignore[arg-type]
+        yield {"driver": driver, "owner": owner, "room": room, "connection": connection, "failing": failing}
+    owner.let_finish.set()
+
+
+def prepared_as(template: tuple[Path, PreparedFile], name: str) -> PreparedFile:
+    """The template's plan under a file id of its own (so that files' chunks never meet)."""
+    folder, planned = template
+    file_id = hashlib.sha256(name.encode()).hexdigest()[:16]
+    work_id = state.work_id(file_id, "{}")
+    return dataclasses.replace(planned, file_id=file_id, work_id=work_id, work_dir=folder / work_id,
+                               specs=tuple(pipeline.chunk_specs(planned.info, planned.chunks, work_id)))
+
+
+def add(farm: dict[str, Any], template: tuple[Path, PreparedFile], *, queue: str = state.QUEUE_LOW,
+        name: str = "movie", prepare: Callable[[], PreparedFile] | None = None) -> FileRun:  # fmt: skip
+    prepared = prepared_as(template, name)
+    run = FileRun(prepared.file_id, template[0] / f"{name}.mkv", queue)
+    farm["driver"].add(run, prepare or (lambda: prepared), frames_total=prepared.info.frame_count)
+    return run
+
+
+def settle(driver: Driver, run: FileRun, until: Callable[[], bool], steps: int = 200) -> None:
+    for _ in range(steps):
+        driver.step()
+        if until():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"{run.name} stayed {run.state}")
+
+
+def work_off(connection: Any) -> None:
+    """Every queued chunk through an in-process rq worker, then back."""
+    queues = [state.queue(name, connection) for name in state.QUEUES]
+    SimpleWorker(queues, connection=connection, serializer=JSONSerializer).work(burst=True)
+
+
+def record(farm: dict[str, Any], run: FileRun) -> dict[str, str]:
+    return state.file_record(farm["connection"], run.file_id) or {}
+
+
+def queued(farm: dict[str, Any]) -> int:
+    return sum(state.queue(name, farm["connection"]).count for name in state.QUEUES)
+
+
+def test_a_file_goes_from_queued_to_done(farm: dict[str, Any], prepared_template: Any) -> None:
+    driver, owner = farm["driver"], farm["owner"]
+    run = add(farm, prepared_template)
+    assert record(farm, run)["state"] == "queued"
+    settle(driver, run, lambda: run.state is FileState.ENCODING)
+    chunks = len(prepared_template[1].chunks)
+    assert queued(farm) == chunks
+    assert record(farm, run)["work_id"] == prepared_as(prepared_template, "movie").work_id
+    work_off(farm["connection"])
+    settle(driver, run, lambda: run.state is FileState.DONE)
+    assert owner.calls == ["finish_work", "done"] and run.result == "the output"
+    assert record(farm, run)["state"] == "done" and run.file_id not in driver.runs
+
+
+def test_pause_holds_the_queued_chunks_and_resume_queues_them_again(
+    farm: dict[str, Any], prepared_template: Any
+) -> None:  # fmt: skip
+    driver, connection = farm["driver"], farm["connection"]
+    run = add(farm, prepared_template)
+    settle(driver, run, lambda: run.state is FileState.ENCODING)
+    control.pause(connection, run.file_id)
+    settle(driver, run, lambda: run.state is FileState.PAUSED)
+    assert queued(farm) == 0 and record(farm, run)["state"] == "paused"
+    work_off(connection)  # nothing to take
+    driver.step()
+    assert run.state is FileState.PAUSED
+    control.resume(connection, run.file_id)
+    settle(driver, run, lambda: run.state is FileState.ENCODING and queued(farm) > 0)
+    assert queued(farm) == len(prepared_template[1].chunks)
+    work_off(connection)
+    settle(driver, run, lambda: run.state is FileState.DONE)
+
+
+def test_cancel_drops_every_chunk_and_the_owner_hears_of_it(
+    farm: dict[str, Any], prepared_template: Any
+) -> None:  # fmt: skip
+    driver, connection = farm["driver"], farm["connection"]
+    run = add(farm, prepared_template)
+    settle(driver, run, lambda: run.state is FileState.ENCODING)
+    control.cancel(connection, run.file_id)
+    settle(driver, run, lambda: run.state is FileState.CANCELLED)
+    prepared = prepared_as(prepared_template, "movie")
+    assert queued(farm) == 0
+    assert state.current_chunk_jobs(connection, prepared.work_id, len(prepared.chunks)) == [None] * len(
+        prepared.chunks)  # fmt: skip
+    assert farm["owner"].calls == ["cancelled"]
+    assert record(farm, run)["state"] == "cancelled" and record(farm, run)["control"] == ""
+
+
+def test_a_chunk_that_fails_for_good_fails_the_file_and_clears_its_chunks(
+    farm: dict[str, Any], prepared_template: Any
+) -> None:  # fmt: skip
+    driver, connection = farm["driver"], farm["connection"]
+    farm["failing"].add(1)
+    run = add(farm, prepared_template)
+    settle(driver, run, lambda: run.state is FileState.ENCODING)
+    work_off(connection)
+    settle(driver, run, lambda: run.state is FileState.FAILED)
+    assert farm["owner"].calls == ["failed: chunk 1: the stand-in encoder fails it"]
+    assert record(farm, run)["error"] == "chunk 1: the stand-in encoder fails it"
+    prepared = prepared_as(prepared_template, "movie")
+    assert set(state.current_chunk_jobs(connection, prepared.work_id, len(prepared.chunks))) == {None}
+
+
+def test_a_failing_preparation_fails_the_file(farm: dict[str, Any], prepared_template: Any) -> None:
+    def refuse() -> PreparedFile:
+        raise EncodeError("movie.mkv: the pre plugin refused it")
+
+    run = add(farm, prepared_template, prepare=refuse)
+    settle(farm["driver"], run, lambda: run.state is FileState.FAILED)
+    assert farm["owner"].calls == ["failed: movie.mkv: the pre plugin refused it"] and queued(farm) == 0
+
+
+def test_no_room_holds_the_chunks_until_there_is(farm: dict[str, Any], prepared_template: Any) -> None:
+    driver, room = farm["driver"], farm["room"]
+    room.free = False
+    run = add(farm, prepared_template)
+    for _ in range(5):
+        driver.step()
+    assert run.state is FileState.QUEUED and queued(farm) == 0, "nothing is queued without room"
+    room.free = True
+    settle(driver, run, lambda: run.state is FileState.ENCODING)
+    assert queued(farm) == len(prepared_template[1].chunks)
+    room.free = False
+    driver.step()
+    assert run.state is FileState.ENCODING and queued(farm) == 0
+
+
+def test_a_file_being_finished_is_finished_though_it_is_cancelled(
+    farm: dict[str, Any], prepared_template: Any
+) -> None:  # fmt: skip
+    driver, owner = farm["driver"], farm["owner"]
+    owner.let_finish.clear()
+    run = add(farm, prepared_template)
+    settle(driver, run, lambda: run.state is FileState.ENCODING)
+    work_off(farm["connection"])
+    settle(driver, run, lambda: run.state is FileState.FINISHING)
+    assert driver.finishing()
+    # `ute cancel` refuses a file being muxed; a request standing from before must not stop it either
+    state.save_file_record(farm["connection"], run.file_id, control=control.CANCEL)
+    driver.step()
+    owner.let_finish.set()
+    settle(driver, run, lambda: run.state is FileState.DONE)
+    assert owner.calls == ["finish_work", "done"]
+
+
+def test_files_are_queued_in_arrival_order_within_their_queue(
+    farm: dict[str, Any], prepared_template: Any
+) -> None:  # fmt: skip
+    """A later file whose plan is ready first still waits for the file that arrived before it in
+    the same queue; a file in the other queue does not wait."""
+    driver = farm["driver"]
+    slow_plan = threading.Event()
+
+
+    def first_plan() -> PreparedFile:
+        slow_plan.wait(10)
+        return prepared_as(prepared_template, "first")
+
+    first = add(farm, prepared_template, name="first", prepare=first_plan)
+    second = add(farm, prepared_template, name="second")
+    high = add(farm, prepared_template, name="high", queue=state.QUEUE_HIGH)
+    settle(driver, high, lambda: high.state is FileState.ENCODING)
+    for _ in range(5):
+        driver.step()
+    assert first.state is FileState.QUEUED and second.state is FileState.QUEUED
+    slow_plan.set()
+    settle(driver, second, lambda: second.state is FileState.ENCODING)
+    assert first.state is FileState.ENCODING
+    statuses = [job.get_status() for job in state.queue(state.QUEUE_LOW, farm["connection"]).jobs]
+    assert set(statuses) == {JobStatus.QUEUED}
+
+
+def test_a_chunk_stopped_by_someone_is_queued_again_not_failed(
+    farm: dict[str, Any], prepared_template: Any
+) -> None:  # fmt: skip
+    """As a cancel's stop that reaches the worker after the jobs were cleared leaves it, for the
+    same file taken again by `ute retry`."""
+    driver, connection = farm["driver"], farm["connection"]
+    run = add(farm, prepared_template)
+    settle(driver, run, lambda: run.state is FileState.ENCODING)
+    prepared = prepared_as(prepared_template, "movie")
+    [first, *_] = state.current_chunk_jobs(connection, prepared.work_id, len(prepared.chunks))
+    assert first is not None
+    state.queue(state.QUEUE_LOW, connection).remove(first.id)
+    first.set_status(JobStatus.STOPPED)
+    driver.step()
+    assert run.state is FileState.ENCODING and first.get_status() is JobStatus.QUEUED
+    work_off(connection)
+    settle(driver, run, lambda: run.state is FileState.DONE)

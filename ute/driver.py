@@ -1,0 +1,246 @@
+"""The one driver of files through ute.lifecycle, for `ute encode` (one file) and `ute serve` (the
+inbox's files): it looks at each file (its Redis record's requests, its helper threads, its
+chunks), turns what it sees into an event, and runs the actions the transition names. What
+differs between the two commands (where the output goes, what a failure does to the source, the
+history) is the Owner's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis
+from rq.job import Job
+
+from ute import control, farm, monitor, pipeline, state, submit
+from ute.lifecycle import Action, Event, FileState, transition
+from ute.pipeline import PreparedFile
+from ute.progress import ChunkProgress
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+MONITOR_EVERY_SECONDS = 1.0
+
+
+@dataclass
+class FileRun:
+    """One file on its way: where it is in its lifecycle, and what it has got so far."""
+
+    file_id: str  # the one id a user sees: `ute status`, `ute logs ID`, `ute pause ID`, the history
+    source: Path
+    queue: str
+    state: FileState = FileState.QUEUED
+    preparing: Future[PreparedFile] | None = None
+    prepared: PreparedFile | None = None
+    finishing: Future[Any] | None = None
+    result: Any = None  # what finishing returned
+    progress: ChunkProgress | None = None
+    error: str | None = None
+    output: Path | None = None
+    started_at: float = field(default_factory=time.time)
+    log_lines: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+
+class Owner(Protocol):
+    """What `ute encode` and `ute serve` do differently with a file."""
+
+    def finish_work(self, run: FileRun) -> Callable[[], Any]:
+        """The work of finishing the file (mux, verify, post plugins), to run in a helper thread;
+        asked for in the driver's thread, so that it may claim an output name."""
+
+    def done(self, run: FileRun) -> None: ...
+
+    def failed(self, run: FileRun) -> None: ...
+
+    def cancelled(self, run: FileRun) -> None: ...
+
+
+class Driver:
+    def __init__(self, connection: redis.Redis, owner: Owner, disks: farm.DiskGuard,
+                 helpers: ThreadPoolExecutor) -> None:  # fmt: skip
+        self.connection = connection
+        self.owner = owner
+        self.disks = disks
+        self.helpers = helpers  # preparing and finishing take seconds to minutes: never in the loop
+        self.runs: dict[str, FileRun] = {}  # by file id, in arrival order
+        self.monitor = monitor.ChunkMonitor(connection)
+        self.room = True
+        self._last_monitor = 0.0
+
+    def add(self, run: FileRun, prepare: Callable[[], PreparedFile] | None = None, **record: Any) -> None:
+        """Take a file on: prepare it in a helper thread (or finish it, for a run that starts
+        FINISHING with its work already given)."""
+        if prepare is not None:
+            run.preparing = self.helpers.submit(prepare)
+        self.runs[run.file_id] = run
+        # A pause or cancel asked for before a restart stands.
+        state.save_file_record(self.connection, run.file_id, source=str(run.source), state=run.state,
+                               queue=run.queue, **record)  # fmt: skip
+
+    def finishing(self) -> bool:
+        """Whether a file is being muxed, verified or post-processed right now."""
+        return any(run.state is FileState.FINISHING for run in self.runs.values())
+
+    def run(
+        self, keep_going: Callable[[], bool], *, before_step: Callable[[], None] | None = None,
+        supervise: Callable[[], None] | None = None,
+    ) -> None:  # fmt: skip
+        """Step while keep_going(); before_step runs in each step (after the disks are checked),
+        supervise before it, outside the wait for a Redis that went away."""
+        backoff = farm.RedisBackoff(POLL_SECONDS)
+        while keep_going():
+            if supervise:
+                supervise()
+            try:
+                self.step(before_step)
+                if backoff.answered():
+                    self.monitor.hold()  # heartbeats lapsed while Redis was out
+            except redis.exceptions.RedisError as error:
+                if not backoff.unavailable(error):
+                    raise
+            time.sleep(backoff.pause)
+
+    def step(self, before: Callable[[], None] | None = None) -> None:
+        """One look at every file; the monitor's sweep over their chunks, once a second."""
+        self.room = self.disks.check()
+        if before:
+            before()
+        blocked_queues: set[str] = set()  # files are queued in arrival order, per queue
+        encoding_jobs: list[Job | None] = []
+        for run in list(self.runs.values()):
+            encoding_jobs += self._advance(run, blocked_queues)
+        now = time.monotonic()
+        if now - self._last_monitor >= MONITOR_EVERY_SECONDS:
+            self._last_monitor = now
+            self.monitor.sweep(encoding_jobs)
+            self.disks.chunks_found_no_space(self.monitor.no_space)
+
+    def _advance(self, run: FileRun, blocked_queues: set[str]) -> list[Job | None]:
+        """Move the file on; return its chunk jobs while it is encoding."""
+        event = self._observe(run, blocked_queues)
+        if event is not None:
+            self._apply(run, event)
+        if run.state is not FileState.ENCODING or event is Event.NO_ROOM:  # no room: chunks held back
+            return []
+        return self._look_at_chunks(run)
+
+    def _observe(self, run: FileRun, blocked_queues: set[str]) -> Event | None:
+        if run.state is FileState.FINISHING:
+            assert run.finishing is not None
+            return self._finished(run) if run.finishing.done() else None
+        request = state.file_control(self.connection, run.file_id)
+        if request == control.CANCEL:
+            return Event.CANCEL
+        if request == control.PAUSE:
+            return Event.PAUSE
+        if run.state is FileState.PAUSED:
+            return Event.RESUME
+        if not self.room:
+            return Event.NO_ROOM
+        if run.state is FileState.QUEUED:
+            assert run.preparing is not None
+            if run.queue in blocked_queues or not run.preparing.done():
+                blocked_queues.add(run.queue)
+                return None
+            return self._prepared(run)
+        return None
+
+    def _prepared(self, run: FileRun) -> Event:
+        assert run.preparing is not None
+        try:
+            run.prepared = run.preparing.result()
+        except OSError as error:
+            run.error = f"{run.source}: {error.strerror or error}"
+            return Event.FAILED
+        except Exception as error:  # bad settings, a refusing pre plugin: the file fails, not UTE
+            run.error = str(error)
+            return Event.FAILED
+        return Event.PREPARED
+
+    def _finished(self, run: FileRun) -> Event:
+        assert run.finishing is not None
+        try:
+            run.result = run.finishing.result()
+        except Exception as error:  # any failure here fails the file, never the driver
+            run.error = str(error)
+            return Event.FAILED
+        return Event.FINISHED
+
+    def _look_at_chunks(self, run: FileRun) -> list[Job | None]:
+        """Queue the chunks that have no job; an event once they are all done, or one failed."""
+        assert run.prepared is not None
+        progress, jobs = pipeline.check_chunks(self.connection, run.prepared, run.queue)
+        run.progress = progress
+        if progress.missing:
+            return jobs
+        if progress.failure:
+            run.error = progress.failure
+            self._apply(run, Event.FAILED)
+        elif progress.complete:
+            self._apply(run, Event.CHUNKS_DONE)
+        else:
+            return jobs
+        return []
+
+    def _apply(self, run: FileRun, event: Event) -> None:
+        step = transition(run.state, event)
+        changed, run.state = step.state is not run.state, step.state
+        if changed and step.state is FileState.PAUSED:
+            log.info("%s: paused: queued chunks wait for `ute resume %s`", run.name, run.file_id)
+        elif changed and event is Event.RESUME:
+            log.info("%s: resumed", run.name)
+        for action in step.actions:
+            self._do(run, action)
+        if step.state.terminal:
+            self.runs.pop(run.file_id, None)
+        if changed:
+            self._record(run)
+
+    def _record(self, run: FileRun) -> None:
+        """The file's state in its Redis record, for `ute status` (and what it needs to show it)."""
+        fields: dict[str, Any] = {}
+        if run.state is FileState.ENCODING and run.prepared is not None:
+            fields = {"work_id": run.prepared.work_id,
+                      "chunk_frames": [chunk.frames for chunk in run.prepared.chunks]}  # fmt: skip
+        if not run.state.terminal:
+            state.save_file_record(self.connection, run.file_id, state=run.state, **fields)
+            return
+        if run.error:
+            fields["error"] = run.error
+        if run.output is not None and run.state is FileState.DONE:
+            fields["output"] = str(run.output)
+        state.finish_file_record(self.connection, run.file_id, run.state, control="", **fields)
+
+    def _do(self, run: FileRun, action: Action) -> None:
+        chunks = (run.prepared.work_id, len(run.prepared.chunks)) if run.prepared else None
+        if action is Action.HOLD_CHUNKS and chunks:  # running chunks finish; the monitor leaves them
+            control.take_off_queue(self.connection, *chunks, stop_running=False)
+        elif action is Action.STOP_CHUNKS and chunks:
+            control.take_off_queue(self.connection, *chunks, stop_running=True)
+        elif action is Action.CLEAR_CHUNKS and chunks:
+            submit.clear_chunks(self.connection, *chunks)
+        elif action is Action.START_FINISHING:
+            run.finishing = self.helpers.submit(self.owner.finish_work(run))
+        elif action is Action.RECORD_DONE:
+            self.owner.done(run)
+        elif action is Action.RECORD_FAILED:
+            self.owner.failed(run)
+        elif action is Action.RECORD_CANCELLED:
+            self.owner.cancelled(run)
+
+
+def keep_going_until(stop: threading.Event, until: Callable[[], bool] | None) -> Callable[[], bool]:
+    """Step until stop is set; then, if until is given, until it is true too."""
+    return lambda: not (until() if stop.is_set() and until else stop.is_set())
