@@ -29,7 +29,8 @@ from media import make_clip
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from ute import coordinator, jobs, jobspec, pipeline, state, submit
+from ute import jobs, jobspec, pipeline, state, submit
+from ute.defaults import WORK_DIR_NAME
 from ute.errors import EncodeError
 from ute.probe import probe
 from ute.settings import EncodeSettings
@@ -46,7 +47,7 @@ def prepared_file(folder: Path, name: str = "clip.mkv") -> pipeline.PreparedFile
     (folder / "inbox").mkdir(parents=True)
     source = make_clip(folder / "inbox" / name, seconds=2, gop=24)
     settings = EncodeSettings(preset="ultrafast", chunk_frames=24)
-    prepared = pipeline.prepare(probe(source), settings, folder / "outbox" / coordinator.WORK_DIR_NAME)
+    prepared = pipeline.prepare(probe(source), settings, folder / "outbox" / WORK_DIR_NAME)
     prepared.work_dir.mkdir(parents=True)
     return prepared
 
@@ -316,7 +317,6 @@ def test_the_checks_know_every_field_ute_writes() -> None:
     assert list(jobspec.CHUNK_FIELDS) == [f.name for f in fields(jobs.ChunkSpec)]
     assert list(jobspec.FILE_FIELDS) == [f.name for f in fields(jobs.FileSpec)]
     assert list(jobspec.SETTINGS_FIELDS) == [f.name for f in fields(EncodeSettings)]
-    assert jobspec.WORK_DIR_NAME == coordinator.WORK_DIR_NAME
 
 
 def test_what_the_coordinator_writes_passes_also_from_a_ts_starting_at_10_s_and_typed_dotdot_paths(

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ute import config
 from ute.inbox import ERROR_SUFFIX, InboxLayout, unused_name
-from ute.logs import OneLineFormatter
+from ute.logsetup import OneLineFormatter
 from ute.names import NAME_MAX_BYTES, fitted
 from ute.pipeline import partial_name, remove_stale_partials
 

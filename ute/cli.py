@@ -62,7 +62,7 @@ def _print_table(table: object) -> None:
 
 
 def run_encode(args: argparse.Namespace) -> int:
-    from ute.coordinator import encode_file
+    from ute.encode import encode_file
     from ute.stopping import StopSignals, exit_now
 
     if args.workers < 0:
@@ -93,9 +93,9 @@ def _encode_settings(args: argparse.Namespace) -> EncodeSettings:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from ute.coordinator import WORK_DIR_NAME
+    from ute.defaults import WORK_DIR_NAME
+    from ute.inbox_files import ServeOptions
     from ute.serve import serve
-    from ute.service import ServeOptions
     from ute.stopping import StopSignals, exit_now
 
     if args.workers < 0:
@@ -118,7 +118,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _history_in(outbox: Path) -> History | None:
     """The service's history under OUTBOX, if there is one (never creates it)."""
-    from ute.coordinator import WORK_DIR_NAME
+    from ute.defaults import WORK_DIR_NAME
     from ute.history import HISTORY_FILE_NAME, History
 
     path = outbox / WORK_DIR_NAME / HISTORY_FILE_NAME
@@ -152,12 +152,12 @@ def run_history(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from ute import state, status
+    from ute import snapshot, state
 
     connection = state.connect(args.redis_url)
     _check_redis(connection, args.redis_url)
     if args.json:
-        print(json.dumps(status.snapshot(connection)))
+        print(json.dumps(snapshot.snapshot(connection)))
     else:
         from ute import tui
 
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     except UteError as error:
         print(f"ute: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    from ute.logs import setup_logging
+    from ute.logsetup import setup_logging
 
     setup_logging(args.log_level, getattr(args, "log_file", None))
     handlers = {"plan": run_plan, "encode": run_encode, "serve": run_serve, "history": run_history,

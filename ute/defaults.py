@@ -20,6 +20,8 @@ DEFAULT_LOCAL_WORKERS = 2
 DEFAULT_DASHBOARD_PORT = 9181
 
 DEFAULT_CONFIG_NAME = "ute.toml"
+# Work in progress, beside the output (`ute encode`) or in the outbox (`ute serve`).
+WORK_DIR_NAME = ".ute-work"
 DEFAULT_CRF = 28.0
 DEFAULT_PRESET = "medium"
 X265_PRESETS = (

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from types import NoneType
 from typing import Any
 
+from ute.defaults import WORK_DIR_NAME
 from ute.errors import EncodeError, SettingsError
 from ute.settings import EncodeSettings
 
 WORK_ID = re.compile(r"[0-9a-f]{16}-[0-9a-f]{8}")  # state.work_id's form: <file id>-<settings digest>
-WORK_DIR_NAME = ".ute-work"  # coordinator.WORK_DIR_NAME (importing it here would be circular)
 MAX_CHUNK_INDEX = 999_999
 MAX_FRAMES = 1_000_000_000
 MAX_SEEK_MICROSECONDS = 30 * 24 * 3600 * 1_000_000

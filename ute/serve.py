@@ -1,4 +1,4 @@
-"""`ute serve` as a process: the private Redis, the local workers, the service loop, coasting down."""
+"""`ute serve` as a process: the private Redis, the local workers, the inbox's files, the two stop signals."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from ute.defaults import DEFAULT_REDIS_BIND, DEFAULT_REDIS_PORT
 from ute.errors import UteError
 from ute.history import HISTORY_FILE_NAME, History
 from ute.inbox import InboxLayout
+from ute.inbox_files import InboxFiles, ServeOptions
 from ute.localworkers import abort as abort_local_workers
 from ute.localworkers import local_workers, replace_dead
 from ute.redis_server import private_redis_server
-from ute.service import ServeOptions, Service
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def serve(
         log.info("Redis: %s  (remote workers: ute-worker --redis-url %s)", shown, shown)
         worker_logs = options.work_root / "logs"
         processes = stack.enter_context(local_workers(redis_url, workers, worker_logs))
-        service = Service(options, state.connect(redis_url), history)
+        service = InboxFiles(options, state.connect(redis_url), history)
         url = redis_url
 
         def supervise() -> None:

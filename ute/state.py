@@ -269,19 +269,28 @@ def _file_record_key(file_id: str) -> str:
 
 
 def save_file_record(connection: redis.Redis, file_id: str, /, **fields: Any) -> None:
-    """Create or update the record of the file with this id; lists and dicts are stored as JSON.
-    Its field `work_id` names the file's chunks (chunk_job_id)."""
-    values = {k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in fields.items()}
-    pipe = connection.pipeline()
-    pipe.hset(_file_record_key(file_id), mapping=values)
-    pipe.persist(_file_record_key(file_id))
-    pipe.zadd(FILES_INDEX, {file_id: time.time()}, nx=True)
-    pipe.execute()
+    """Create or update the record of the file with this id, in one transaction; lists and dicts
+    are stored as JSON. Its field `work_id` names the file's chunks (chunk_job_id)."""
+    _write_file_record(connection, file_id, fields, expire=False)
 
 
 def finish_file_record(connection: redis.Redis, file_id: str, outcome: str, /, **fields: Any) -> None:
-    save_file_record(connection, file_id, state=outcome, **fields)
-    connection.expire(_file_record_key(file_id), FINISHED_FILE_TTL_SECONDS)
+    """The file's last state, in the same transaction as the hour it stays listed for."""
+    _write_file_record(connection, file_id, {"state": outcome, **fields}, expire=True)
+
+
+def _write_file_record(connection: redis.Redis, file_id: str, fields: dict[str, Any], *, expire: bool
+                       ) -> None:  # fmt: skip
+    values = {k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in fields.items()}
+    key = _file_record_key(file_id)
+    pipe = connection.pipeline()  # MULTI/EXEC
+    pipe.hset(key, mapping=values)
+    if expire:
+        pipe.expire(key, FINISHED_FILE_TTL_SECONDS)
+    else:
+        pipe.persist(key)
+    pipe.zadd(FILES_INDEX, {file_id: time.time()}, nx=True)
+    pipe.execute()
 
 
 def file_control(connection: redis.Redis, file_id: str) -> str:

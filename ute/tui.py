@@ -1,4 +1,4 @@
-"""`ute status` in a terminal: draws status.snapshot() with rich, refreshed every second."""
+"""`ute status` in a terminal: draws snapshot.snapshot() with rich, refreshed every second."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ute import status
+from ute import snapshot
 
 REFRESH_SECONDS = 1.0
 STATE_STYLES = {"encoding": "cyan", "queued": "dim", "muxing": "magenta", "done": "green",
@@ -108,10 +108,10 @@ def _quit_pressed(timeout: float) -> bool:
 def run(connection: redis.Redis, *, once: bool = False) -> None:
     console = Console()
     if once or not console.is_terminal:
-        console.print(render(status.snapshot(connection)))
+        console.print(render(snapshot.snapshot(connection)))
         return
-    first = render(status.snapshot(connection))
+    first = render(snapshot.snapshot(connection))
     with _keys(), contextlib.suppress(KeyboardInterrupt), \
             Live(first, console=console, auto_refresh=False) as live:  # fmt: skip
         while not _quit_pressed(REFRESH_SECONDS):
-            live.update(render(status.snapshot(connection)), refresh=True)
+            live.update(render(snapshot.snapshot(connection)), refresh=True)

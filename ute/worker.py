@@ -26,7 +26,7 @@ from rq.serializers import JSONSerializer
 from ute import farm, jobs, pathmap, state, submit, tools
 from ute.defaults import DEFAULT_REDIS_URL, ENV_PARENT_PID, REDIS_URL_FORMS, redis_url_from_env
 from ute.errors import UteError
-from ute.logs import setup_logging
+from ute.logsetup import setup_logging
 from ute.settings import check_redis_url
 
 log = logging.getLogger(__name__)

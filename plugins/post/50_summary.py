@@ -13,7 +13,7 @@ import time
 import urllib.request
 
 from ute import plugin_api
-from ute.logs import escape_control  # a newline in a name must not split the line
+from ute.logsetup import escape_control  # a newline in a name must not split the line
 
 
 def main() -> int:

@@ -17,11 +17,12 @@ import redis
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ute import config, control, farm, pipeline, state, submit
+from ute.defaults import WORK_DIR_NAME
 from ute.driver import Driver, FileRun
 from ute.errors import EncodeError, StoppedError, UteError
 from ute.lifecycle import FileState
 from ute.localworkers import local_workers
-from ute.logs import console
+from ute.logsetup import console
 from ute.probe import probe
 from ute.redis_server import private_redis
 from ute.settings import EncodeSettings
@@ -29,7 +30,6 @@ from ute.verify import Verified
 
 log = logging.getLogger(__name__)
 
-WORK_DIR_NAME = ".ute-work"
 
 
 @dataclass(frozen=True)

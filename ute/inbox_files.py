@@ -59,7 +59,7 @@ class ServeOptions:
     plugin_timeout: float = DEFAULT_PLUGIN_TIMEOUT_SECONDS
 
 
-class Service:
+class InboxFiles:
     def __init__(self, options: ServeOptions, connection: redis.Redis, history: History) -> None:
         self.options = options
         self.connection = connection
