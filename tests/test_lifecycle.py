@@ -346,3 +346,45 @@ def test_a_chunk_stopped_by_someone_is_queued_again_not_failed(
     assert run.state is FileState.ENCODING and first.get_status() is JobStatus.QUEUED
     work_off(connection)
     settle(driver, run, lambda: run.state is FileState.DONE)
+
+
+def test_a_look_reads_whole_records_only_of_running_and_failed_chunks(
+    farm: dict[str, Any], prepared_template: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    """A poll of a long film reads one status field per unfinished chunk, and nothing of the
+    chunks it found finished before."""
+    driver, connection = farm["driver"], farm["connection"]
+    fetched: list[str] = []
+    real_fetch = state.fetch_jobs
+    monkeypatch.setattr(state, "fetch_jobs", lambda c, ids: fetched.extend(ids) or real_fetch(c, ids))
+    run = add(farm, prepared_template)
+    settle(driver, run, lambda: run.state is FileState.ENCODING)
+    driver.step()
+    assert fetched == [], "queued chunks are read by their status alone"
+    work_off(connection)
+    driver.step()
+    chunks = len(prepared_template[1].chunks)
+    assert run.done_chunks == set(range(chunks)) or run.state is FileState.FINISHING
+    assert fetched == []
+
+
+def test_a_queued_chunk_in_no_queue_is_queued_again(
+    farm: dict[str, Any], prepared_template: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    """As a worker that took it off the queue when Redis went down leaves it."""
+    import ute.driver
+    import ute.monitor
+
+    monkeypatch.setattr(ute.monitor, "ORPHAN_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr(ute.driver, "MONITOR_EVERY_SECONDS", 0.0)
+    driver, connection = farm["driver"], farm["connection"]
+    run = add(farm, prepared_template)
+    settle(driver, run, lambda: run.state is FileState.ENCODING)
+    low = state.queue(state.QUEUE_LOW, connection)
+    orphan = low.get_job_ids()[0]
+    low.remove(orphan)
+    driver.step()
+    driver.step()
+    assert orphan not in low.get_job_ids() and low.get_job_ids()[0].endswith("-g1")
+    work_off(connection)
+    settle(driver, run, lambda: run.state is FileState.DONE)

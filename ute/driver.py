@@ -21,7 +21,7 @@ from rq.job import Job
 
 from ute import control, farm, monitor, pipeline, state, submit
 from ute.lifecycle import Action, Event, FileState, transition
-from ute.pipeline import PreparedFile
+from ute.pipeline import ChunkLook, PreparedFile
 from ute.progress import ChunkProgress
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class FileRun:
     finishing: Future[Any] | None = None
     result: Any = None  # what finishing returned
     progress: ChunkProgress | None = None
+    done_chunks: set[int] = field(default_factory=set)  # found finished: not read again
     error: str | None = None
     output: Path | None = None
     started_at: float = field(default_factory=time.time)
@@ -118,22 +119,26 @@ class Driver:
         if before:
             before()
         blocked_queues: set[str] = set()  # files are queued in arrival order, per queue
-        encoding_jobs: list[Job | None] = []
+        jobs: list[Job] = []
+        queued: list[str] = []
         for run in list(self.runs.values()):
-            encoding_jobs += self._advance(run, blocked_queues)
+            look = self._advance(run, blocked_queues)
+            if look is not None:
+                jobs += look.jobs
+                queued += look.queued
         now = time.monotonic()
         if now - self._last_monitor >= MONITOR_EVERY_SECONDS:
             self._last_monitor = now
-            self.monitor.sweep(encoding_jobs)
+            self.monitor.sweep(jobs, queued)
             self.disks.chunks_found_no_space(self.monitor.no_space)
 
-    def _advance(self, run: FileRun, blocked_queues: set[str]) -> list[Job | None]:
-        """Move the file on; return its chunk jobs while it is encoding."""
+    def _advance(self, run: FileRun, blocked_queues: set[str]) -> ChunkLook | None:
+        """Move the file on; while it is encoding, what a look at its chunks found."""
         event = self._observe(run, blocked_queues)
         if event is not None:
             self._apply(run, event)
         if run.state is not FileState.ENCODING or event is Event.NO_ROOM:  # no room: chunks held back
-            return []
+            return None
         return self._look_at_chunks(run)
 
     def _observe(self, run: FileRun, blocked_queues: set[str]) -> Event | None:
@@ -178,21 +183,21 @@ class Driver:
             return Event.FAILED
         return Event.FINISHED
 
-    def _look_at_chunks(self, run: FileRun) -> list[Job | None]:
+    def _look_at_chunks(self, run: FileRun) -> ChunkLook | None:
         """Queue the chunks that have no job; an event once they are all done, or one failed."""
         assert run.prepared is not None
-        progress, jobs = pipeline.check_chunks(self.connection, run.prepared, run.queue)
-        run.progress = progress
+        look = pipeline.check_chunks(self.connection, run.prepared, run.queue, run.done_chunks)
+        progress = run.progress = look.progress
         if progress.missing:
-            return jobs
+            return look
         if progress.failure:
             run.error = progress.failure
             self._apply(run, Event.FAILED)
         elif progress.complete:
             self._apply(run, Event.CHUNKS_DONE)
         else:
-            return jobs
-        return []
+            return look
+        return None
 
     def _apply(self, run: FileRun, event: Event) -> None:
         step = transition(run.state, event)

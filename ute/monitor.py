@@ -58,8 +58,10 @@ class ChunkMonitor:
         heartbeat may have lapsed while the encoders went on)."""
         self._held_until = time.monotonic() + seconds
 
-    def sweep(self, jobs: Sequence[Job | None]) -> list[str]:
-        """Requeue dead and stuck chunks at the front of their queue; return the old job ids."""
+    def sweep(self, jobs: Sequence[Job | None], queued: Sequence[str] = ()) -> list[str]:
+        """Requeue dead and stuck chunks at the front of their queue; return the old job ids.
+        jobs: the chunks' jobs (the running and failed ones are enough); queued: the ids of
+        chunk jobs whose status is queued, if their jobs are not among jobs."""
         now = time.monotonic()
         self.no_space = []
         by_status: dict[JobStatus | None, list[Job]] = {}
@@ -67,7 +69,8 @@ class ChunkMonitor:
             if job is not None:
                 by_status.setdefault(job.get_status(refresh=False), []).append(job)
         requeued = self._retry_failed(by_status.get(JobStatus.FAILED, []))
-        requeued += self._rescue_orphans(by_status.get(JobStatus.QUEUED, []), now)
+        queued_ids = [*queued, *(job.id for job in by_status.get(JobStatus.QUEUED, []))]
+        requeued += self._rescue_orphans(queued_ids, now)
         jobs = by_status.get(JobStatus.STARTED, [])
         speeds = [float(job.meta.get("fps", 0)) for job in jobs if float(job.meta.get("fps", 0)) > 0]
         stuck_after = stuck_limit_seconds(sum(speeds) / len(speeds) if speeds else None)
@@ -94,23 +97,25 @@ class ChunkMonitor:
             del self._progress[gone]
         return requeued
 
-    def _rescue_orphans(self, queued: list[Job], now: float) -> list[str]:
+    def _rescue_orphans(self, queued: list[str], now: float) -> list[str]:
         """A job marked queued but in no queue (a worker took it off just as Redis went down and
         lost the rest) would wait forever: after a grace period it is queued again."""
-        waiting: dict[str, set[str]] = {}
+        waiting: set[str] = set()
+        for name in state.QUEUES if queued else ():
+            waiting.update(state.queue(name, self.connection).get_job_ids())
         rescued = []
-        for job in queued:
-            if job.origin not in waiting:
-                waiting[job.origin] = set(state.queue(job.origin, self.connection).get_job_ids())
-            if job.id in waiting[job.origin]:
-                self._orphaned_since.pop(job.id, None)
+        for job_id in queued:
+            if job_id in waiting:
+                self._orphaned_since.pop(job_id, None)
                 continue
-            since = self._orphaned_since.setdefault(job.id, now)
-            if now - since >= ORPHAN_GRACE_SECONDS:
-                if submit.requeue_at_front(self.connection, job):
-                    log.warning("chunk job %s was in no queue; queued again at the front", job.id)
-                    rescued.append(job.id)
-                self._orphaned_since.pop(job.id, None)
+            since = self._orphaned_since.setdefault(job_id, now)
+            if now - since < ORPHAN_GRACE_SECONDS:
+                continue
+            self._orphaned_since.pop(job_id, None)
+            [job] = state.fetch_jobs(self.connection, [job_id])
+            if job is not None and submit.requeue_at_front(self.connection, job):
+                log.warning("chunk job %s was in no queue; queued again at the front", job_id)
+                rescued.append(job_id)
         return rescued
 
     def _retry_failed(self, failed: list[Job]) -> list[str]:

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from rq.job import Job
+from rq.job import Job, JobStatus
 
 from ute import concat, encodable, facts, plan, probe, state, submit, tools, verify, x265_params
 from ute.errors import EncodeError
 from ute.jobs import ChunkSpec, FileSpec, segment_name
 from ute.names import NAME_MAX_BYTES, fitted
 from ute.probe import SourceInfo
-from ute.progress import ChunkProgress, read_progress
+from ute.progress import DETAILED_STATES, ChunkProgress, read_progress
 from ute.settings import EncodeSettings
 from ute.verify import Verified
 
@@ -76,24 +76,46 @@ def chunk_specs(info: SourceInfo, chunks: Sequence[plan.Chunk], work_id: str) ->
     return specs
 
 
+@dataclass(frozen=True)
+class ChunkLook:
+    """What one look at a file's chunks found: its progress, and for the monitor's sweep the jobs
+    of running and failed chunks and the ids of queued ones."""
+
+    progress: ChunkProgress
+    jobs: list[Job]
+    queued: list[str]
+
+
 def check_chunks(
-    connection: redis.Redis, prepared: PreparedFile, queue_name: str
-) -> tuple[ChunkProgress, list[Job | None]]:
+    connection: redis.Redis, prepared: PreparedFile, queue_name: str, done: set[int] | None = None
+) -> ChunkLook:
     """One look at a file's chunks: queue again those without a job (lost by Redis, or held back
     while the file or the farm was paused), and read how far they have got.
 
-    The jobs come back too, for the monitor's sweep, so they are fetched once per look."""
+    done holds the chunks found finished before (this look adds to it): they are not read again,
+    and of the others only the statuses are, but for running and failed chunks, so that a look
+    costs little however long the file. The disk says at the end whether they are still done."""
+    done = set() if done is None else done
     # A Redis restart replays only what reached its append-only file.
     state.save_file_spec(connection, prepared.work_id, prepared.file_spec.to_json(), only_if_missing=True)
-    jobs = state.current_chunk_jobs(connection, prepared.work_id, len(prepared.chunks))
-    progress = read_progress(jobs, prepared.chunks)
+    unfinished = [chunk.index for chunk in prepared.chunks if chunk.index not in done]
+    seen = dict(zip(unfinished, state.current_chunk_statuses(connection, prepared.work_id, unfinished),
+                    strict=True))  # fmt: skip
+    detailed = [(index, job_id) for index, (job_id, status) in seen.items() if status in DETAILED_STATES]
+    jobs = state.fetch_jobs(connection, [job_id for _, job_id in detailed])
+    details = {index: job for (index, _), job in zip(detailed, jobs, strict=True) if job is not None}
+    statuses = [JobStatus.FINISHED if chunk.index in done else seen[chunk.index][1]
+                for chunk in prepared.chunks]  # fmt: skip
+    progress = read_progress(prepared.chunks, statuses, details)
+    done.update(index for index, (_, status) in seen.items() if status == JobStatus.FINISHED)
     if progress.missing:
         log.info("%s: queueing %d chunks that have no job in Redis", prepared.name, len(progress.missing))
         submit.submit_chunks(connection, prepared.file_spec, [prepared.specs[i] for i in progress.missing],
                              queue_name)  # fmt: skip
     if progress.complete:
-        progress = _requeue_lost_segments(connection, prepared, jobs, progress)
-    return progress, jobs
+        progress = _requeue_lost_segments(connection, prepared, progress, done)
+    queued = [job_id for job_id, status in seen.values() if status == JobStatus.QUEUED]
+    return ChunkLook(progress, list(details.values()), queued)
 
 
 def lost_segments(prepared: PreparedFile) -> list[plan.Chunk]:
@@ -104,7 +126,7 @@ def lost_segments(prepared: PreparedFile) -> list[plan.Chunk]:
 
 
 def _requeue_lost_segments(
-    connection: redis.Redis, prepared: PreparedFile, jobs: Sequence[Job | None], progress: ChunkProgress
+    connection: redis.Redis, prepared: PreparedFile, progress: ChunkProgress, done: set[int]
 ) -> ChunkProgress:
     lost = lost_segments(prepared)
     if not lost:
@@ -112,12 +134,14 @@ def _requeue_lost_segments(
     numbers = ", ".join(str(chunk.index) for chunk in lost)
     log.warning("%s: chunks %s are done in Redis but their segments are missing or broken on disk; "
                 "encoding them again", prepared.name, numbers)  # fmt: skip
-    for chunk in lost:
-        job = jobs[chunk.index]
+    job_ids = state.current_chunk_job_ids(connection, prepared.work_id, [chunk.index for chunk in lost])
+    for chunk, job in zip(lost, state.fetch_jobs(connection, job_ids), strict=True):
+        done.discard(chunk.index)
         if job is not None:
             submit.requeue_at_front(connection, job)
     return dataclasses.replace(progress, chunks_done=progress.chunks_done - len(lost),
                                frames_done=progress.frames_done - sum(chunk.frames for chunk in lost))
+
 
 
 PARTIAL_SUFFIX = ".part"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from rq.job import Job, JobStatus
@@ -30,12 +30,20 @@ class ChunkProgress:
         return self.chunks_done == self.chunks_total
 
 
-def read_progress(jobs: Sequence[Job | None], chunks: Sequence[Chunk]) -> ChunkProgress:
-    """How far a file's chunks have got, from their jobs (state.current_chunk_jobs)."""
+# Whose whole record a look needs: progress and speed, or why it failed. The others need only
+# their status.
+DETAILED_STATES = (JobStatus.STARTED, JobStatus.FAILED)
+
+
+def read_progress(
+    chunks: Sequence[Chunk], statuses: Sequence[JobStatus | None], details: Mapping[int, Job]
+) -> ChunkProgress:  # fmt: skip
+    """How far a file's chunks have got, from each chunk's job status and, for chunks in
+    DETAILED_STATES, its job (by chunk index)."""
     chunks_done, frames_done, fps, failure = 0, 0, 0.0, None
     missing: list[int] = []
-    for job, chunk in zip(jobs, chunks, strict=True):
-        status = job.get_status(refresh=False) if job else None
+    for chunk, status in zip(chunks, statuses, strict=True):
+        job = details.get(chunk.index)
         if status == JobStatus.FINISHED:
             chunks_done += 1
             frames_done += chunk.frames
@@ -51,6 +59,12 @@ def read_progress(jobs: Sequence[Job | None], chunks: Sequence[Chunk]) -> ChunkP
             failure = failure_reason(job, chunk) + (f" (failed {tries} times)" if tries > 1 else "")
     return ChunkProgress(len(chunks), chunks_done, sum(c.frames for c in chunks), frames_done,
                          fps, failure, tuple(missing))  # fmt: skip
+
+
+def progress_of_jobs(jobs: Sequence[Job | None], chunks: Sequence[Chunk]) -> ChunkProgress:
+    """read_progress from whole job records (state.current_chunk_jobs)."""
+    statuses = [job.get_status(refresh=False) if job else None for job in jobs]
+    return read_progress(chunks, statuses, {index: job for index, job in enumerate(jobs) if job})
 
 
 def failure_reason(job: Job, chunk: Chunk) -> str:

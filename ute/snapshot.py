@@ -12,7 +12,7 @@ from rq.serializers import JSONSerializer
 
 from ute import farm, state
 from ute.plan import Chunk
-from ute.progress import read_progress
+from ute.progress import progress_of_jobs
 
 ACTIVE_STATES = ("queued", "encoding")
 
@@ -72,7 +72,7 @@ def _file(connection: redis.Redis, file_id: str, record: dict[str, str], detaile
         entry.update(chunks_done=len(chunk_frames), frames_done=frames_total)
     elif record.get("work_id") and chunk_frames and detailed:
         jobs = state.current_chunk_jobs(connection, record["work_id"], len(chunk_frames))
-        progress = read_progress(jobs, _chunks(chunk_frames))
+        progress = progress_of_jobs(jobs, _chunks(chunk_frames))
         entry.update(chunks_done=progress.chunks_done, frames_done=progress.frames_done,
                      fps=round(progress.fps, 2))  # fmt: skip
         if file_state == "encoding" and progress.chunks_done == 0 and progress.fps == 0:

@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -16,7 +16,7 @@ from redis.client import Pipeline
 from redis.exceptions import LockError
 from rq import Queue
 from rq.executions import Execution
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
@@ -124,9 +124,26 @@ def current_chunk_job_ids(connection: redis.Redis, work_id: str, indices: Iterab
     return [chunk_job_id(work_id, index, generations.get(index, 0)) for index in indices]
 
 
+def current_chunk_statuses(
+    connection: redis.Redis, work_id: str, indices: Iterable[int]
+) -> list[tuple[str, JobStatus | None]]:  # fmt: skip
+    """Each chunk's newest job id and rq status (None where Redis has no job): one field per
+    chunk, not its whole record, for the coordinator's poll."""
+    job_ids = current_chunk_job_ids(connection, work_id, indices)
+    pipe = connection.pipeline(transaction=False)  # reads only
+    for job_id in job_ids:
+        pipe.hget(Job.key_for(job_id), "status")
+    return [(job_id, JobStatus(raw.decode()) if raw else None)
+            for job_id, raw in zip(job_ids, pipe.execute(), strict=True)]  # fmt: skip
+
+
 def current_chunk_jobs(connection: redis.Redis, work_id: str, chunk_count: int) -> list[Job | None]:
     """The jobs of a file's chunks (None where Redis has none), in chunk order."""
-    job_ids = current_chunk_job_ids(connection, work_id, range(chunk_count))
+    return fetch_jobs(connection, current_chunk_job_ids(connection, work_id, range(chunk_count)))
+
+
+def fetch_jobs(connection: redis.Redis, job_ids: Sequence[str]) -> list[Job | None]:
+    """Whole job records, in one round trip (None for a job Redis does not have)."""
     return Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer)
 
 
