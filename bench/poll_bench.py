@@ -25,7 +25,7 @@ from rq.job import JobStatus
 
 from ute import pipeline, plan, state, tools
 from ute.probe import probe
-from ute.progress import progress_of_jobs
+from ute.progress import read_progress
 from ute.redis_server import private_redis
 from ute.settings import EncodeSettings
 
@@ -69,7 +69,9 @@ def main() -> None:
         # Queued chunks stay in their queue: nothing is queued again by the looks.
 
         def baseline() -> object:
-            return progress_of_jobs(state.current_chunk_jobs(connection, film.work_id, args.chunks), chunks)
+            jobs = state.current_chunk_jobs(connection, film.work_id, args.chunks)
+            statuses = [job.get_status(refresh=False) if job else None for job in jobs]
+            return read_progress(chunks, statuses, {index: job for index, job in enumerate(jobs) if job})
 
         done: set[int] = set()
         pipeline.check_chunks(connection, film, state.QUEUE_LOW, done)  # the first look learns what is done

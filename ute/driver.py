@@ -21,8 +21,8 @@ from rq.job import Job
 
 from ute import control, farm, monitor, pipeline, state, submit
 from ute.lifecycle import Action, Event, FileState, transition
-from ute.pipeline import ChunkLook, PreparedFile
-from ute.progress import ChunkProgress
+from ute.pipeline import PreparedFile
+from ute.progress import ChunkLook, ChunkProgress
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +121,9 @@ class Driver:
         blocked_queues: set[str] = set()  # files are queued in arrival order, per queue
         jobs: list[Job] = []
         queued: list[str] = []
+        requests = state.file_controls(self.connection, self.runs)  # one round trip for all files
         for run in list(self.runs.values()):
-            look = self._advance(run, blocked_queues)
+            look = self._advance(run, requests[run.file_id], blocked_queues)
             if look is not None:
                 jobs += look.jobs
                 queued += look.queued
@@ -132,20 +133,20 @@ class Driver:
             self.monitor.sweep(jobs, queued)
             self.disks.chunks_found_no_space(self.monitor.no_space)
 
-    def _advance(self, run: FileRun, blocked_queues: set[str]) -> ChunkLook | None:
-        """Move the file on; while it is encoding, what a look at its chunks found."""
-        event = self._observe(run, blocked_queues)
+    def _advance(self, run: FileRun, request: str, blocked_queues: set[str]) -> ChunkLook | None:
+        """Move the file on; while it is encoding, what a look at its chunks found. request: what
+        `ute pause|resume|cancel` asked of it."""
+        event = self._observe(run, request, blocked_queues)
         if event is not None:
             self._apply(run, event)
         if run.state is not FileState.ENCODING or event is Event.NO_ROOM:  # no room: chunks held back
             return None
         return self._look_at_chunks(run)
 
-    def _observe(self, run: FileRun, blocked_queues: set[str]) -> Event | None:
+    def _observe(self, run: FileRun, request: str, blocked_queues: set[str]) -> Event | None:
         if run.state is FileState.FINISHING:
             assert run.finishing is not None
             return self._finished(run) if run.finishing.done() else None
-        request = state.file_control(self.connection, run.file_id)
         if request == control.CANCEL:
             return Event.CANCEL
         if request == control.PAUSE:

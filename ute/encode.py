@@ -31,7 +31,6 @@ from ute.verify import Verified
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class EncodeReport:
     source: Path
@@ -100,8 +99,11 @@ def encode_file(
                 raise EncodeError(f"every local worker has exited; see their logs in {prepared.work_dir}")
             show_progress(run)
 
+        def keep_going() -> bool:  # a file being muxed is finished, stop or not, as in `ute serve`
+            return not run.state.terminal and (not stop.is_set() or run.state is FileState.FINISHING)
+
         try:
-            driver.run(lambda: not run.state.terminal and not stop.is_set(), before_step=before_step)
+            driver.run(keep_going, before_step=before_step)
         finally:
             if not run.state.terminal:  # stopped, interrupted, or a failure of UTE's own
                 _put_chunks_down(connection, prepared, run, stopped=stop.is_set())

@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from rq.job import Job, JobStatus
 
 from ute import concat, encodable, facts, plan, probe, state, submit, tools, verify, x265_params
 from ute.errors import EncodeError
 from ute.jobs import ChunkSpec, FileSpec, segment_name
 from ute.names import NAME_MAX_BYTES, fitted
 from ute.probe import SourceInfo
-from ute.progress import DETAILED_STATES, ChunkProgress, read_progress
+from ute.progress import ChunkLook, ChunkProgress, look_at_chunks
 from ute.settings import EncodeSettings
 from ute.verify import Verified
 
@@ -76,46 +75,26 @@ def chunk_specs(info: SourceInfo, chunks: Sequence[plan.Chunk], work_id: str) ->
     return specs
 
 
-@dataclass(frozen=True)
-class ChunkLook:
-    """What one look at a file's chunks found: its progress, and for the monitor's sweep the jobs
-    of running and failed chunks and the ids of queued ones."""
-
-    progress: ChunkProgress
-    jobs: list[Job]
-    queued: list[str]
-
-
 def check_chunks(
     connection: redis.Redis, prepared: PreparedFile, queue_name: str, done: set[int] | None = None
 ) -> ChunkLook:
-    """One look at a file's chunks: queue again those without a job (lost by Redis, or held back
-    while the file or the farm was paused), and read how far they have got.
-
-    done holds the chunks found finished before (this look adds to it): they are not read again,
-    and of the others only the statuses are, but for running and failed chunks, so that a look
-    costs little however long the file. The disk says at the end whether they are still done."""
+    """One look at a file's chunks (progress.look_at_chunks): queue again those without a job
+    (lost by Redis, or held back while the file or the farm was paused). done holds the chunks
+    found finished before, and this look adds to it; the disk says at the end whether they still
+    are."""
     done = set() if done is None else done
     # A Redis restart replays only what reached its append-only file.
     state.save_file_spec(connection, prepared.work_id, prepared.file_spec.to_json(), only_if_missing=True)
-    unfinished = [chunk.index for chunk in prepared.chunks if chunk.index not in done]
-    seen = dict(zip(unfinished, state.current_chunk_statuses(connection, prepared.work_id, unfinished),
-                    strict=True))  # fmt: skip
-    detailed = [(index, job_id) for index, (job_id, status) in seen.items() if status in DETAILED_STATES]
-    jobs = state.fetch_jobs(connection, [job_id for _, job_id in detailed])
-    details = {index: job for (index, _), job in zip(detailed, jobs, strict=True) if job is not None}
-    statuses = [JobStatus.FINISHED if chunk.index in done else seen[chunk.index][1]
-                for chunk in prepared.chunks]  # fmt: skip
-    progress = read_progress(prepared.chunks, statuses, details)
-    done.update(index for index, (_, status) in seen.items() if status == JobStatus.FINISHED)
+    look = look_at_chunks(connection, prepared.work_id, prepared.chunks, done)
+    done.update(look.finished)
+    progress = look.progress
     if progress.missing:
         log.info("%s: queueing %d chunks that have no job in Redis", prepared.name, len(progress.missing))
         submit.submit_chunks(connection, prepared.file_spec, [prepared.specs[i] for i in progress.missing],
                              queue_name)  # fmt: skip
     if progress.complete:
         progress = _requeue_lost_segments(connection, prepared, progress, done)
-    queued = [job_id for job_id, status in seen.values() if status == JobStatus.QUEUED]
-    return ChunkLook(progress, list(details.values()), queued)
+    return dataclasses.replace(look, progress=progress)
 
 
 def lost_segments(prepared: PreparedFile) -> list[plan.Chunk]:

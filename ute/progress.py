@@ -1,12 +1,15 @@
-"""Reads how far a file's chunk jobs have got, from rq's job records."""
+"""Reads how far a file's chunk jobs have got, from rq's job records in Redis."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
+import redis
 from rq.job import Job, JobStatus
 
+from ute import state
 from ute.plan import Chunk
 from ute.submit import failure_message, retry_delay
 
@@ -61,10 +64,34 @@ def read_progress(
                          fps, failure, tuple(missing))  # fmt: skip
 
 
-def progress_of_jobs(jobs: Sequence[Job | None], chunks: Sequence[Chunk]) -> ChunkProgress:
-    """read_progress from whole job records (state.current_chunk_jobs)."""
-    statuses = [job.get_status(refresh=False) if job else None for job in jobs]
-    return read_progress(chunks, statuses, {index: job for index, job in enumerate(jobs) if job})
+@dataclass(frozen=True)
+class ChunkLook:
+    """What one look at a file's chunks found: its progress; for the monitor's sweep the jobs of
+    running and failed chunks and the ids of queued ones; the chunks it found finished."""
+
+    progress: ChunkProgress
+    jobs: list[Job]
+    queued: list[str]
+    finished: list[int]
+
+
+def look_at_chunks(
+    connection: redis.Redis, work_id: str, chunks: Sequence[Chunk], done: AbstractSet[int] = frozenset()
+) -> ChunkLook:
+    """How far a file's chunks have got, for little however long the file: the chunks in done
+    (found finished before) are not read again; of the others one status field each, and whole
+    job records only of running and failed chunks."""
+    unfinished = [chunk.index for chunk in chunks if chunk.index not in done]
+    seen = dict(zip(unfinished, state.current_chunk_statuses(connection, work_id, unfinished), strict=True))
+    detailed = [(index, job_id) for index, (job_id, status) in seen.items() if status in DETAILED_STATES]
+    jobs = state.fetch_jobs(connection, [job_id for _, job_id in detailed])
+    details = {index: job for (index, _), job in zip(detailed, jobs, strict=True) if job is not None}
+    statuses = [JobStatus.FINISHED if chunk.index in done else seen[chunk.index][1] for chunk in chunks]
+    return ChunkLook(
+        read_progress(chunks, statuses, details), list(details.values()),
+        queued=[job_id for job_id, status in seen.values() if status == JobStatus.QUEUED],
+        finished=[index for index, (_, status) in seen.items() if status == JobStatus.FINISHED],
+    )  # fmt: skip
 
 
 def failure_reason(job: Job, chunk: Chunk) -> str:

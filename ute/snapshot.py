@@ -12,7 +12,7 @@ from rq.serializers import JSONSerializer
 
 from ute import farm, state
 from ute.plan import Chunk
-from ute.progress import progress_of_jobs
+from ute.progress import look_at_chunks
 
 ACTIVE_STATES = ("queued", "encoding")
 
@@ -71,8 +71,7 @@ def _file(connection: redis.Redis, file_id: str, record: dict[str, str], detaile
     if file_state in ("done", "muxing"):
         entry.update(chunks_done=len(chunk_frames), frames_done=frames_total)
     elif record.get("work_id") and chunk_frames and detailed:
-        jobs = state.current_chunk_jobs(connection, record["work_id"], len(chunk_frames))
-        progress = progress_of_jobs(jobs, _chunks(chunk_frames))
+        progress = look_at_chunks(connection, record["work_id"], _chunks(chunk_frames)).progress
         entry.update(chunks_done=progress.chunks_done, frames_done=progress.frames_done,
                      fps=round(progress.fps, 2))  # fmt: skip
         if file_state == "encoding" and progress.chunks_done == 0 and progress.fps == 0:

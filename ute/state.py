@@ -312,8 +312,16 @@ def _write_file_record(connection: redis.Redis, file_id: str, fields: dict[str, 
 
 def file_control(connection: redis.Redis, file_id: str) -> str:
     """What a user asked for with `ute pause|cancel|retry` ("" for nothing)."""
-    raw = connection.hget(_file_record_key(file_id), "control")
-    return raw.decode() if raw else ""
+    return file_controls(connection, [file_id])[file_id]
+
+
+def file_controls(connection: redis.Redis, file_ids: Iterable[str]) -> dict[str, str]:
+    """file_control of many files, in one round trip."""
+    ids = list(file_ids)
+    pipe = connection.pipeline(transaction=False)  # reads only
+    for file_id in ids:
+        pipe.hget(_file_record_key(file_id), "control")
+    return {file_id: raw.decode() if raw else "" for file_id, raw in zip(ids, pipe.execute(), strict=True)}
 
 
 def file_record(connection: redis.Redis, file_id: str) -> dict[str, str] | None:
