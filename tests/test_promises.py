@@ -4,6 +4,7 @@ source after its output is verified, a file already encoded, a cancel that outli
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -149,3 +150,27 @@ def test_the_first_signal_stops_ute_encode_after_its_running_chunks_and_a_rerun_
     rerun = run_ute(*argv[3:])
     assert rerun.returncode == 0, rerun.stderr
     assert output.exists() and not work.exists()
+
+
+def test_the_second_signal_ends_ute_encode_and_everything_it_started_within_2_s(tmp_path: Path) -> None:
+    source = make_clip(tmp_path / "movie.mkv", seconds=12, size="320x180")
+    log = tmp_path / "encode.log"
+    argv = [sys.executable, "-m", "ute.cli", "encode", str(source), "-o", str(tmp_path / "out.mkv"),
+            "--workers", "2", "--chunk-frames", "24", "--preset", "slower"]  # fmt: skip
+    encode = spawn(argv, log_path=log)
+
+    def encoding() -> bool:
+        with contextlib.suppress(psutil.NoSuchProcess):  # a process that ended while we looked
+            return any("libx265" in p.cmdline() for p in psutil.Process(encode.pid).children(recursive=True))
+        return False
+
+    wait_for(encoding, "an encoder", log=log, process=encode)
+    family = psutil.Process(encode.pid).children(recursive=True)
+    encode.send_signal(signal.SIGINT)
+    wait_for(lambda: "finish their running chunks" in log.read_text(), "the first signal's line", log=log)
+    second = time.monotonic()
+    encode.send_signal(signal.SIGINT)
+    assert encode.wait(timeout=10) == 130
+    took = time.monotonic() - second
+    left = [p.name() for p in family if not exited(p)]
+    assert took < 2 and not left, (took, left, log.read_text()[-2000:])
