@@ -16,7 +16,7 @@ import psutil
 import pytest
 from conftest import run_ute, spawn, wait_for
 from media import make_clip
-from rq import Queue
+from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
 from ute import state, submit
@@ -134,3 +134,60 @@ def test_a_dead_worker_leaves_the_status_within_seconds(tmp_path: Path, clean_re
     for process in [psutil.Process(worker.pid), *psutil.Process(worker.pid).children(recursive=True)]:
         process.kill()
     wait_for(lambda: "short-lived" not in names(), "the dead worker to drop out (5 s presence key)", 30)
+
+
+# A worker busy with a JSON job for a few seconds, as a ute-worker with a chunk.
+BUSY_WORKER = """
+import sys
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+from ute import state
+connection = state.connect(sys.argv[1])
+SimpleWorker([state.queue("low", connection)], connection=connection, name="busy",
+             serializer=JSONSerializer).work(burst=True)
+"""
+
+
+def test_the_dashboard_lists_both_queues_at_once_and_its_workers_page_loads_while_one_is_busy(
+    tmp_path: Path, clean_redis: str
+) -> None:  # fmt: skip
+    """Queue `high` used to be missing until a job went through it, and the Workers page answered
+    500 (rq-dashboard unpickled the busy worker's JSON job)."""
+    connection = state.connect(clean_redis)
+    low = state.queue(state.QUEUE_LOW, connection)
+    job = low.enqueue("time.sleep", 4, description="encode chunk 0 of file 0123456789abcdef")  # JSON
+    spawn([sys.executable, "-c", BUSY_WORKER, clean_redis], log_path=tmp_path / "worker.log")
+
+    def busy() -> bool:
+        workers = Worker.all(connection=connection, serializer=JSONSerializer)
+        return any(w.name == "busy" and w.get_current_job_id() == job.id for w in workers)
+
+    wait_for(busy, "the worker to be busy", 30)
+    connection.srem(Queue.redis_queues_keys, state.queue(state.QUEUE_HIGH, connection).key)
+    port = free_port()
+    spawn([sys.executable, "-m", "ute.cli", "dashboard", "--port", str(port), "--redis-url", clean_redis],
+          log_path=tmp_path / "dashboard.log")  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _get(base + "/")[0] == 200, "the dashboard", 30)
+    status, body = _get(base + "/0/data/queues.json")
+    assert status == 200 and {q["name"] for q in json.loads(body)["queues"]} >= {"high", "low"}
+    status, body = _get(base + "/0/data/workers.json")
+    assert status == 200, body[-500:]
+    [worker] = [w for w in json.loads(body)["workers"] if w["name"] == "busy"]
+    assert worker["current_job"]["job_id"] == job.id
+    assert "of file 0123456789abcdef" in worker["current_job"]["description"]
+
+
+def test_the_dashboard_says_in_one_line_when_its_port_is_taken_or_redis_is_down(clean_redis: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run_ute("dashboard", "--port", port, "--redis-url", clean_redis, timeout=60)
+    assert result.returncode == 1 and "Running on" not in result.stderr + result.stdout
+    assert result.stderr.strip().splitlines()[-1].startswith(f"ute: error: cannot listen on 127.0.0.1:{port}")
+    nobody = f"redis://127.0.0.1:{free_port()}/0"
+    result = run_ute("dashboard", "--port", str(free_port()), "--redis-url", nobody, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"ute: error: cannot reach Redis at {nobody}: is `ute serve` running? " \
+                                    "(or pass --redis-url)"  # fmt: skip

@@ -212,8 +212,9 @@ def run_control(args: argparse.Namespace) -> int:
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
-    from ute import dashboard
+    from ute import dashboard, state
 
+    _check_redis(state.connect(args.redis_url), args.redis_url)
     dashboard.serve(args.redis_url, args.host, args.port, args.username, args.password)
     return 0
 

@@ -79,6 +79,7 @@ class Driver:
         self.monitor = monitor.ChunkMonitor(connection)
         self.room = True
         self._last_monitor = 0.0
+        state.register_queues(connection)  # rq-dashboard lists both from the start
 
     def add(self, run: FileRun, prepare: Callable[[], PreparedFile] | None = None, **record: Any) -> None:
         """Take a file on: prepare it in a helper thread (or finish it, for a run that starts

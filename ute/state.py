@@ -51,6 +51,12 @@ def queue(name: str, connection: redis.Redis) -> Queue:
     return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
+def register_queues(connection: redis.Redis) -> None:
+    """Put both queues on rq's list of queues (rq adds a queue at its first job), so that
+    rq-dashboard shows them from the start."""
+    connection.sadd(Queue.redis_queues_keys, *(queue(name, connection).key for name in QUEUES))
+
+
 def give_back(connection: redis.Redis, queue_name: str, job_id: str) -> None:
     """Put a dequeued job back at the front of its queue (and out of rq's intermediate list,
     where a worker on a single queue keeps what it took)."""
