@@ -196,7 +196,9 @@ def run_logs(args: argparse.Namespace) -> int:
 
 
 def _logs_header(file_id: str, source: str) -> str:
-    return f"== file {file_id}: {Path(source).name}"
+    from ute.logsetup import escape_control  # a newline in a name must not split the header
+
+    return f"== file {file_id}: {escape_control(Path(source).name)}"
 
 
 def run_control(args: argparse.Namespace) -> int:
