@@ -173,6 +173,13 @@ def add(farm: dict[str, Any], template: tuple[Path, PreparedFile], *, queue: str
     return run
 
 
+def add_encoding(farm: dict[str, Any], template: tuple[Path, PreparedFile]) -> FileRun:
+    """A file taken on and stepped until its chunks are queued."""
+    run = add(farm, template)
+    settle(farm["driver"], run, lambda: run.state is FileState.ENCODING)
+    return run
+
+
 def settle(driver: Driver, run: FileRun, until: Callable[[], bool], steps: int = 200) -> None:
     for _ in range(steps):
         driver.step()
@@ -214,8 +221,7 @@ def test_pause_holds_the_queued_chunks_and_resume_queues_them_again(
     farm: dict[str, Any], prepared_template: Any
 ) -> None:  # fmt: skip
     driver, connection = farm["driver"], farm["connection"]
-    run = add(farm, prepared_template)
-    settle(driver, run, lambda: run.state is FileState.ENCODING)
+    run = add_encoding(farm, prepared_template)
     control.pause(connection, run.file_id)
     settle(driver, run, lambda: run.state is FileState.PAUSED)
     assert queued(farm) == 0 and record(farm, run)["state"] == "paused"
@@ -233,8 +239,7 @@ def test_cancel_drops_every_chunk_and_the_owner_hears_of_it(
     farm: dict[str, Any], prepared_template: Any
 ) -> None:  # fmt: skip
     driver, connection = farm["driver"], farm["connection"]
-    run = add(farm, prepared_template)
-    settle(driver, run, lambda: run.state is FileState.ENCODING)
+    run = add_encoding(farm, prepared_template)
     control.cancel(connection, run.file_id)
     settle(driver, run, lambda: run.state is FileState.CANCELLED)
     prepared = prepared_as(prepared_template, "movie")
@@ -250,8 +255,7 @@ def test_a_chunk_that_fails_for_good_fails_the_file_and_clears_its_chunks(
 ) -> None:  # fmt: skip
     driver, connection = farm["driver"], farm["connection"]
     farm["failing"].add(1)
-    run = add(farm, prepared_template)
-    settle(driver, run, lambda: run.state is FileState.ENCODING)
+    run = add_encoding(farm, prepared_template)
     work_off(connection)
     settle(driver, run, lambda: run.state is FileState.FAILED)
     assert farm["owner"].calls == ["failed: chunk 1: the stand-in encoder fails it"]
@@ -289,8 +293,7 @@ def test_a_file_being_finished_is_finished_though_it_is_cancelled(
 ) -> None:  # fmt: skip
     driver, owner = farm["driver"], farm["owner"]
     owner.let_finish.clear()
-    run = add(farm, prepared_template)
-    settle(driver, run, lambda: run.state is FileState.ENCODING)
+    run = add_encoding(farm, prepared_template)
     work_off(farm["connection"])
     settle(driver, run, lambda: run.state is FileState.FINISHING)
     assert driver.finishing()
@@ -335,8 +338,7 @@ def test_a_chunk_stopped_by_someone_is_queued_again_not_failed(
     """As a cancel's stop that reaches the worker after the jobs were cleared leaves it, for the
     same file taken again by `ute retry`."""
     driver, connection = farm["driver"], farm["connection"]
-    run = add(farm, prepared_template)
-    settle(driver, run, lambda: run.state is FileState.ENCODING)
+    run = add_encoding(farm, prepared_template)
     prepared = prepared_as(prepared_template, "movie")
     [first, *_] = state.current_chunk_jobs(connection, prepared.work_id, len(prepared.chunks))
     assert first is not None
@@ -357,8 +359,7 @@ def test_a_look_reads_whole_records_only_of_running_and_failed_chunks(
     fetched: list[str] = []
     real_fetch = state.fetch_jobs
     monkeypatch.setattr(state, "fetch_jobs", lambda c, ids: fetched.extend(ids) or real_fetch(c, ids))
-    run = add(farm, prepared_template)
-    settle(driver, run, lambda: run.state is FileState.ENCODING)
+    run = add_encoding(farm, prepared_template)
     driver.step()
     assert fetched == [], "queued chunks are read by their status alone"
     work_off(connection)
@@ -378,8 +379,7 @@ def test_a_queued_chunk_in_no_queue_is_queued_again(
     monkeypatch.setattr(ute.monitor, "ORPHAN_GRACE_SECONDS", 0.0)
     monkeypatch.setattr(ute.driver, "MONITOR_EVERY_SECONDS", 0.0)
     driver, connection = farm["driver"], farm["connection"]
-    run = add(farm, prepared_template)
-    settle(driver, run, lambda: run.state is FileState.ENCODING)
+    run = add_encoding(farm, prepared_template)
     low = state.queue(state.QUEUE_LOW, connection)
     orphan = low.get_job_ids()[0]
     low.remove(orphan)

@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import psutil
 import redis
 from rq import Worker
 
@@ -57,11 +56,6 @@ def abort(url: str, processes: Sequence[subprocess.Popen[bytes]]) -> int:
     connection = state.connect(url)
     pids = {process.pid for process in processes if process.poll() is None}
     jobs = [worker.get_current_job() for worker in Worker.all(connection=connection) if worker.pid in pids]
-    for process in processes:
-        with contextlib.suppress(psutil.Error):
-            for child in psutil.Process(process.pid).children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    child.kill()
     runner.kill(processes)
     return sum(submit.requeue_at_front(connection, job) for job in jobs if job is not None)
 

@@ -56,16 +56,21 @@ def _track(process: subprocess.Popen[Any]) -> None:
 def kill_everything() -> None:
     """SIGKILL every process group started here that is still there, with whatever its processes
     started in groups of their own (an rq work horse and its encoder): the second stop signal."""
-    import psutil  # here: `ute status` imports this module, and needs no psutil
-
     with _started_lock:
         running = [process for process in _started if process.poll() is None]
     for process in running:
-        with contextlib.suppress(psutil.Error):
-            for child in psutil.Process(process.pid).children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    child.kill()
+        kill_descendants(process.pid)
         _signal_group(process, signal.SIGKILL)
+
+
+def kill_descendants(pid: int) -> None:
+    """SIGKILL every process below pid, in whatever process group it runs."""
+    import psutil  # here: `ute status` imports this module, and needs no psutil
+
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child.kill()
 
 
 def _die_with_parent() -> None:
@@ -226,8 +231,9 @@ def stop(
 
 
 def kill(processes: Sequence[subprocess.Popen[Any]]) -> None:
-    """SIGKILL each process's group and reap it."""
+    """SIGKILL each process with everything it started (kill_descendants), and reap it."""
     for process in processes:
+        kill_descendants(process.pid)
         _signal_group(process, signal.SIGKILL)
         process.wait()
 

@@ -23,7 +23,7 @@ from rq.executions import Execution
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from ute import farm, jobs, pathmap, state, submit, tools
+from ute import farm, jobs, pathmap, runner, state, submit, tools
 from ute.defaults import DEFAULT_REDIS_URL, ENV_PARENT_PID, REDIS_URL_FORMS, redis_url_from_env
 from ute.errors import UteError
 from ute.logsetup import setup_logging
@@ -259,9 +259,7 @@ def _exit_with_parent() -> None:
         while os.getppid() == int(expected):
             time.sleep(PARENT_CHECK_SECONDS)
         log.warning("the coordinator (pid %s) is gone: stopping this worker and its chunk", expected)
-        for process in psutil.Process().children(recursive=True):  # the work horse, ffmpeg
-            with contextlib.suppress(psutil.Error):
-                process.kill()
+        runner.kill_descendants(os.getpid())  # the work horse, ffmpeg
         os._exit(1)
 
     threading.Thread(target=watch, name="ute-parent-watch", daemon=True).start()
