@@ -208,8 +208,7 @@ class Driver:
             log.info("%s: paused: queued chunks wait for `ute resume %s`", run.name, run.file_id)
         elif changed and event is Event.RESUME:
             log.info("%s: resumed", run.name)
-        for action in step.actions:
-            self._do(run, action)
+        self.carry_out(run, *step.actions)
         if step.state.terminal:
             self.runs.pop(run.file_id, None)
         if changed:
@@ -229,6 +228,10 @@ class Driver:
         if run.output is not None and run.state is FileState.DONE:
             fields["output"] = str(run.output)
         state.finish_file_record(self.connection, run.file_id, run.state, control="", **fields)
+
+    def carry_out(self, run: FileRun, *actions: Action) -> None:
+        for action in actions:
+            self._do(run, action)
 
     def _do(self, run: FileRun, action: Action) -> None:
         chunks = (run.prepared.work_id, len(run.prepared.chunks)) if run.prepared else None

@@ -16,11 +16,11 @@ from pathlib import Path
 import redis
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ute import config, control, farm, pipeline, state, submit
+from ute import config, farm, pipeline, state, submit
 from ute.defaults import WORK_DIR_NAME
 from ute.driver import Driver, FileRun
 from ute.errors import EncodeError, StoppedError, UteError
-from ute.lifecycle import FileState
+from ute.lifecycle import Action, FileState
 from ute.localworkers import local_workers
 from ute.logsetup import console
 from ute.probe import probe
@@ -106,7 +106,7 @@ def encode_file(
             driver.run(keep_going, before_step=before_step)
         finally:
             if not run.state.terminal:  # stopped, interrupted, or a failure of UTE's own
-                _put_chunks_down(connection, prepared, run, stopped=stop.is_set())
+                _put_chunks_down(driver, run, stopped=stop.is_set())
     if run.state is FileState.FAILED:
         raise EncodeError(f"{prepared.name}: {run.error}")
     if run.state is FileState.CANCELLED:
@@ -142,16 +142,15 @@ class _OneFile:
         pass
 
 
-def _put_chunks_down(
-    connection: redis.Redis, prepared: pipeline.PreparedFile, run: FileRun, *, stopped: bool
-) -> None:  # fmt: skip
+def _put_chunks_down(driver: Driver, run: FileRun, *, stopped: bool) -> None:
     """No chunk of a run that ends unfinished is left to remote workers. After a stop signal the
     local workers finish their running chunks first (their segments are kept for the next run)."""
     with contextlib.suppress(redis.exceptions.RedisError):
-        control.take_off_queue(connection, prepared.work_id, len(prepared.chunks), stop_running=not stopped)
-        if not stopped:
-            submit.clear_chunks(connection, prepared.work_id, len(prepared.chunks))
-        state.finish_file_record(connection, run.file_id, FileState.FAILED, control="",
+        if stopped:
+            driver.carry_out(run, Action.HOLD_CHUNKS)
+        else:
+            driver.carry_out(run, Action.STOP_CHUNKS, Action.CLEAR_CHUNKS)
+        state.finish_file_record(driver.connection, run.file_id, FileState.FAILED, control="",
                                  error="stopped" if stopped else "interrupted")  # fmt: skip
 
 

@@ -95,9 +95,6 @@ class InboxFiles:
         """Whether a file is being muxed, verified or post-processed right now."""
         return self.driver.finishing()
 
-    def step(self, *, take_new_files: bool = True) -> None:
-        self.driver.step(lambda: self._take_new_files(take_new_files))
-
     def _take_new_files(self, take: bool) -> None:
         for event in self.watcher.poll() if take and self.driver.room else []:
             try:
