@@ -146,6 +146,16 @@ def test_the_commands_on_one_file_take_the_id_ute_status_shows() -> None:
         assert "the file's id, as `ute status` shows it" in " ".join(usage.split()), usage
 
 
+def test_move_takes_an_id_and_a_queue_and_refuses_an_unknown_file_in_one_line(clean_redis: str) -> None:
+    args = build_parser().parse_args(["move", "0123456789abcdef", "high"])
+    assert (args.file_id, args.queue) == ("0123456789abcdef", "high")
+    bad_queue = run("ute", "move", "0123456789abcdef", "medium", "--redis-url", clean_redis)
+    assert bad_queue.returncode == 2 and "invalid choice: 'medium'" in bad_queue.stderr
+    unknown = run("ute", "move", "0123456789abcdef", "high", "--redis-url", clean_redis)
+    assert unknown.returncode == 1
+    assert unknown.stderr == "ute: error: no file 0123456789abcdef in Redis: `ute status` lists the ids\n"
+
+
 def test_history_and_logs_show_the_files_id(tmp_path: Path) -> None:
     from ute.history import HISTORY_FILE_NAME, History, HistoryEntry
     from ute.jobspec import WORK_DIR_NAME

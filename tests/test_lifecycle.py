@@ -22,8 +22,8 @@ from rq.serializers import JSONSerializer
 
 from ute import control, jobs, pipeline, state
 from ute.driver import Driver, FileRun
-from ute.errors import EncodeError
-from ute.lifecycle import TABLE, Action, Event, FileState, transition
+from ute.errors import EncodeError, UteError
+from ute.lifecycle import TABLE, Action, Event, FileState, Transition, transition
 from ute.pipeline import PreparedFile
 from ute.probe import probe
 from ute.settings import EncodeSettings
@@ -56,7 +56,7 @@ def test_done_only_ever_follows_finishing_and_chunks_done(events: list[Event]) -
 
 
 def test_a_file_being_finished_is_always_finished() -> None:
-    for event in (Event.PAUSE, Event.CANCEL, Event.NO_ROOM, Event.RESUME, Event.CHUNKS_DONE):
+    for event in (Event.PAUSE, Event.CANCEL, Event.NO_ROOM, Event.RESUME, Event.CHUNKS_DONE, Event.MOVE):
         assert transition(FileState.FINISHING, event) == transition(FileState.FINISHING, Event.PREPARED)
         assert transition(FileState.FINISHING, event).state is FileState.FINISHING
         assert transition(FileState.FINISHING, event).actions == ()
@@ -78,6 +78,16 @@ def test_pause_holds_chunks_and_resume_goes_back_through_queued() -> None:
     assert transition(FileState.QUEUED, Event.PREPARED).state is FileState.ENCODING
     no_room = transition(FileState.ENCODING, Event.NO_ROOM)
     assert no_room.state is FileState.ENCODING and no_room.actions == (Action.HOLD_CHUNKS,)
+
+
+def test_a_move_changes_no_state_and_holds_the_queued_chunks_of_an_encoding_file() -> None:
+    """The driver's next look queues them on the new queue; a paused file's are held already."""
+    assert transition(FileState.ENCODING, Event.MOVE) == Transition(FileState.ENCODING, (Action.HOLD_CHUNKS,))
+    # Chunks queued before a restart: the driver holds them once the plan is ready.
+    assert transition(FileState.QUEUED, Event.MOVE) == Transition(FileState.QUEUED, (Action.HOLD_CHUNKS,))
+    assert transition(FileState.PAUSED, Event.MOVE) == Transition(FileState.PAUSED)
+    for state_ in FileState:
+        assert transition(state_, Event.MOVE).state is state_
 
 
 def test_every_entry_of_the_table_is_a_live_state_and_each_end_state_is_reachable() -> None:
@@ -388,3 +398,107 @@ def test_a_queued_chunk_in_no_queue_is_queued_again(
     assert orphan not in low.get_job_ids() and low.get_job_ids()[0].endswith("-g1")
     work_off(connection)
     settle(driver, run, lambda: run.state is FileState.DONE)
+
+
+def in_queue(farm: dict[str, Any], name: str) -> list[str]:
+    return state.queue(name, farm["connection"]).get_job_ids()
+
+
+def test_moving_an_encoding_file_moves_its_queued_chunks_and_leaves_running_ones(
+    farm: dict[str, Any], prepared_template: Any
+) -> None:  # fmt: skip
+    driver, connection = farm["driver"], farm["connection"]
+    run = add_encoding(farm, prepared_template)
+    chunks = len(prepared_template[1].chunks)
+    [running, *waiting] = in_queue(farm, state.QUEUE_LOW)
+    state.queue(state.QUEUE_LOW, connection).remove(running)  # as a worker takes it
+    [job] = state.fetch_jobs(connection, [running])
+    assert job is not None
+    job.set_status(JobStatus.STARTED)
+    state.beat(connection, running, "a worker")
+    message = control.move(connection, run.file_id, state.QUEUE_HIGH)
+    assert message.startswith("moving movie.mkv to queue high"), message
+    assert record(farm, run)["queue"] == "high", "`ute status` shows it at once"
+    driver.step()
+    assert run.queue == state.QUEUE_HIGH and run.state is FileState.ENCODING
+    assert in_queue(farm, state.QUEUE_LOW) == []
+    assert len(in_queue(farm, state.QUEUE_HIGH)) == len(waiting) == chunks - 1
+    assert job.get_status() is JobStatus.STARTED, "the running chunk finishes where it is"
+    assert "already" in control.move(connection, run.file_id, state.QUEUE_HIGH)
+    work_off(connection)
+    driver.step()
+    assert len(run.done_chunks) == chunks - 1
+
+
+def test_moving_a_queued_file_changes_the_queue_its_chunks_go_to(
+    farm: dict[str, Any], prepared_template: Any
+) -> None:  # fmt: skip
+    driver, connection = farm["driver"], farm["connection"]
+    plan_ready = threading.Event()
+
+    def slow_plan() -> PreparedFile:
+        plan_ready.wait(10)
+        return prepared_as(prepared_template, "movie")
+
+    run = add(farm, prepared_template, prepare=slow_plan)
+    control.move(connection, run.file_id, state.QUEUE_HIGH)
+    driver.step()
+    assert run.state is FileState.QUEUED and run.queue == state.QUEUE_HIGH
+    plan_ready.set()
+    settle(driver, run, lambda: run.state is FileState.ENCODING)
+    assert in_queue(farm, state.QUEUE_LOW) == []
+    assert len(in_queue(farm, state.QUEUE_HIGH)) == len(prepared_template[1].chunks)
+    work_off(connection)
+    settle(driver, run, lambda: run.state is FileState.DONE)
+
+
+def test_a_file_being_muxed_an_unknown_file_and_an_unknown_queue_cannot_move(
+    farm: dict[str, Any], prepared_template: Any
+) -> None:  # fmt: skip
+    driver, connection, owner = farm["driver"], farm["connection"], farm["owner"]
+    owner.let_finish.clear()
+    run = add_encoding(farm, prepared_template)
+    with pytest.raises(UteError, match=rf"cannot move {run.file_id} to queue 'medium': use high or low"):
+        control.move(connection, run.file_id, "medium")
+    work_off(connection)
+    settle(driver, run, lambda: run.state is FileState.FINISHING)
+    with pytest.raises(UteError, match=rf"{run.file_id} is muxing: only queued, encoding or paused"):
+        control.move(connection, run.file_id, state.QUEUE_HIGH)
+    with pytest.raises(UteError, match=r"no file nope in Redis: `ute status` lists the ids"):
+        control.move(connection, "nope", state.QUEUE_HIGH)
+    assert record(farm, run)["queue"] == "low" and "move_to" not in record(farm, run)
+    owner.let_finish.set()
+    settle(driver, run, lambda: run.state is FileState.DONE)
+
+
+def test_a_move_survives_a_restart_and_is_carried_out_once(
+    farm: dict[str, Any], prepared_template: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    """Asked for while the service was down: its chunks from before wait in the old queue, and
+    the restarted service, which takes the file in the queue it arrived in, moves them."""
+    connection = farm["connection"]
+    first = add_encoding(farm, prepared_template)
+    chunks = len(prepared_template[1].chunks)
+    control.move(connection, first.file_id, state.QUEUE_HIGH)
+    holds: list[str] = []
+    real_take_off_queue = control.take_off_queue
+
+    def take_off_queue(connection: Any, work_id: str, chunk_count: int, *, stop_running: bool) -> None:
+        holds.append(work_id)
+        real_take_off_queue(connection, work_id, chunk_count, stop_running=stop_running)
+
+    monkeypatch.setattr(control, "take_off_queue", take_off_queue)
+    restarted = Driver(connection, farm["owner"], farm["room"], farm["driver"].helpers)
+    prepared = prepared_as(prepared_template, "movie")
+    run = FileRun(first.file_id, first.source, state.QUEUE_LOW)  # the queue of its inbox folder
+    restarted.add(run, lambda: prepared, frames_total=prepared.info.frame_count)
+    assert record(farm, run)["queue"] == "low"
+    settle(restarted, run, lambda: run.state is FileState.ENCODING)
+    assert run.queue == state.QUEUE_HIGH and record(farm, run)["queue"] == "high"
+    assert in_queue(farm, state.QUEUE_LOW) == []
+    assert len(in_queue(farm, state.QUEUE_HIGH)) == chunks
+    for _ in range(5):
+        restarted.step()
+    assert len(holds) == 1 and len(in_queue(farm, state.QUEUE_HIGH)) == chunks
+    work_off(connection)
+    settle(restarted, run, lambda: run.state is FileState.DONE)

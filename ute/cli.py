@@ -208,6 +208,8 @@ def run_control(args: argparse.Namespace) -> int:
     _check_redis(connection, args.redis_url)
     if args.command == "retry":
         print(control.retry(connection, args.file_id, args.inbox, _history_in(args.outbox)))
+    elif args.command == "move":
+        print(control.move(connection, args.file_id, args.queue))
     else:
         print(getattr(control, args.command)(connection, args.file_id))
     return 0
@@ -256,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, getattr(args, "log_file", None))
     handlers = {"plan": run_plan, "encode": run_encode, "serve": run_serve, "history": run_history,
                 "status": run_status, "logs": run_logs, "dashboard": run_dashboard,
-                "pause": run_control, "resume": run_control, "cancel": run_control, "retry": run_control}
+                "pause": run_control, "resume": run_control, "cancel": run_control, "retry": run_control,
+                "move": run_control}
     try:
         return handlers[args.command](args)
     except StoppedError as error:

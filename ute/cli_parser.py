@@ -148,11 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, what in (("pause", "stop queueing a file's chunks (running ones finish)"),
                        ("resume", "queue a paused file's chunks again"),
                        ("cancel", "stop a file's chunks and drop its work; the source stays in place"),
+                       ("move", "move a file to queue high or low (running chunks finish where they are)"),
                        ("retry", "encode a failed or cancelled file again")):  # fmt: skip
         control_parser = commands.add_parser(verb, parents=[common], help=what,
                                              description=f"{what[0].upper()}{what[1:]}. ID is the "
                                              "id `ute status` shows.")  # fmt: skip
         control_parser.add_argument("file_id", metavar="ID", help=FILE_ID_HELP)
+        if verb == "move":
+            control_parser.add_argument("queue", choices=("high", "low"), metavar="QUEUE",
+                                        help="high or low: the queue the file goes to")  # fmt: skip
         if verb == "retry":
             control_parser.add_argument("--inbox", type=Path, default=Path("inbox"), metavar="DIR",
                                         help="the service's inbox (default: ./inbox)")  # fmt: skip

@@ -1,5 +1,5 @@
-"""`ute pause|resume|cancel|retry ID`: requests a running service acts on, plus what can be done
-at once (taking a paused file's chunks off the queue, stopping a cancelled file's encoders)."""
+"""`ute pause|resume|cancel|move|retry ID`: requests a running service acts on, plus what can be
+done at once (taking a paused file's chunks off the queue, stopping a cancelled file's encoders)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,22 @@ def cancel(connection: redis.Redis, file_id: str) -> str:
     state.save_file_record(connection, file_id, control=CANCEL)
     return (f"cancelling {Path(record['source']).name}: its chunks stop, its work folder goes, "
             "the source stays where it is")  # fmt: skip
+
+
+def move(connection: redis.Redis, file_id: str, queue: str) -> str:
+    """Put the file in queue high or low: `ute status` shows it at once, and the service moves its
+    queued chunks (running ones finish where they are)."""
+    if queue not in state.QUEUES:
+        raise UteError(f"cannot move {file_id} to queue {queue!r}: use {' or '.join(state.QUEUES)}")
+    record = _record(connection, file_id)
+    name = Path(record["source"]).name
+    if record.get("state") not in RUNNING_STATES:
+        raise UteError(f"{file_id} is {record.get('state')}: only queued, encoding or paused files can "
+                       "move to another queue")  # fmt: skip
+    if (record.get("move_to") or record.get("queue")) == queue:  # a move asked for earlier is what counts
+        return f"{name} is in queue {queue} already"
+    state.save_file_record(connection, file_id, queue=queue, move_to=queue)
+    return f"moving {name} to queue {queue}: its queued chunks move, running ones finish where they are"
 
 
 def take_off_queue(connection: redis.Redis, work_id: str, chunk_count: int, *, stop_running: bool) -> None:

@@ -44,6 +44,7 @@ class FileRun:
     result: Any = None  # what finishing returned
     progress: ChunkProgress | None = None
     done_chunks: set[int] = field(default_factory=set)  # found finished: not read again
+    hold_when_prepared: bool = False  # HOLD_CHUNKS came before its plan (chunks queued before a restart)
     error: str | None = None
     output: Path | None = None
     started_at: float = field(default_factory=time.time)
@@ -87,7 +88,7 @@ class Driver:
         if prepare is not None:
             run.preparing = self.helpers.submit(prepare)
         self.runs[run.file_id] = run
-        # A pause or cancel asked for before a restart stands.
+        # A pause, cancel or move asked for before a restart stands.
         state.save_file_record(self.connection, run.file_id, source=str(run.source), state=run.state,
                                queue=run.queue, **record)  # fmt: skip
 
@@ -122,7 +123,7 @@ class Driver:
         blocked_queues: set[str] = set()  # files are queued in arrival order, per queue
         jobs: list[Job] = []
         queued: list[str] = []
-        requests = state.file_controls(self.connection, self.runs)  # one round trip for all files
+        requests = state.file_requests(self.connection, self.runs)  # one round trip for all files
         for run in list(self.runs.values()):
             look = self._advance(run, requests[run.file_id], blocked_queues)
             if look is not None:
@@ -134,10 +135,13 @@ class Driver:
             self.monitor.sweep(jobs, queued)
             self.disks.chunks_found_no_space(self.monitor.no_space)
 
-    def _advance(self, run: FileRun, request: str, blocked_queues: set[str]) -> ChunkLook | None:
+    def _advance(self, run: FileRun, request: tuple[str, str], blocked_queues: set[str]) -> ChunkLook | None:
         """Move the file on; while it is encoding, what a look at its chunks found. request: what
-        `ute pause|resume|cancel` asked of it."""
-        event = self._observe(run, request, blocked_queues)
+        `ute pause|resume|cancel` asked of it, and the queue `ute move` asked for."""
+        control_request, move_to = request
+        if move_to in state.QUEUES and move_to != run.queue:  # once: the move makes them equal
+            self._move(run, move_to)
+        event = self._observe(run, control_request, blocked_queues)
         if event is not None:
             self._apply(run, event)
         if run.state is not FileState.ENCODING or event is Event.NO_ROOM:  # no room: chunks held back
@@ -164,6 +168,13 @@ class Driver:
             return self._prepared(run)
         return None
 
+    def _move(self, run: FileRun, queue: str) -> None:
+        log.info("%s: moved from queue %s to %s", run.name, run.queue, queue)
+        run.queue = queue
+        # After a restart the record holds the queue the file arrived in (Driver.add).
+        state.save_file_record(self.connection, run.file_id, queue=queue)
+        self._apply(run, Event.MOVE)
+
     def _prepared(self, run: FileRun) -> Event:
         assert run.preparing is not None
         try:
@@ -188,6 +199,9 @@ class Driver:
     def _look_at_chunks(self, run: FileRun) -> ChunkLook | None:
         """Queue the chunks that have no job; an event once they are all done, or one failed."""
         assert run.prepared is not None
+        if run.hold_when_prepared:
+            run.hold_when_prepared = False
+            self.carry_out(run, Action.HOLD_CHUNKS)
         look = pipeline.check_chunks(self.connection, run.prepared, run.queue, run.done_chunks)
         progress = run.progress = look.progress
         if progress.missing:
@@ -237,6 +251,8 @@ class Driver:
         chunks = (run.prepared.work_id, len(run.prepared.chunks)) if run.prepared else None
         if action is Action.HOLD_CHUNKS and chunks:  # running chunks finish; the monitor leaves them
             control.take_off_queue(self.connection, *chunks, stop_running=False)
+        elif action is Action.HOLD_CHUNKS:
+            run.hold_when_prepared = True
         elif action is Action.STOP_CHUNKS and chunks:
             control.take_off_queue(self.connection, *chunks, stop_running=True)
         elif action is Action.CLEAR_CHUNKS and chunks:

@@ -8,7 +8,9 @@ actions, for `ute encode` (one file) and `ute serve` (many) alike.
       └─────resume────┘  (pause: hold)      any but FINISHING ──cancel──▶ CANCELLED
 
 A file being finished (muxed, verified, post-processed) is always finished: pause, cancel and a
-full disk wait for it.
+full disk wait for it. `ute move` changes the queue of a queued, encoding or paused file; an
+encoding file's queued chunks leave the old queue, and the driver's next look queues them on the
+new one.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Event(StrEnum):
     CHUNKS_DONE = "chunks done"  # every segment is encoded and on disk
     FINISHED = "finished"  # muxed, verified, post plugins ran
     FAILED = "failed"  # preparing, a chunk (for good) or finishing failed
+    MOVE = "move"  # `ute move`: the file's queue changed (sent once per request)
 
 
 class Action(StrEnum):
@@ -72,17 +75,22 @@ TABLE: dict[tuple[FileState, Event], Transition] = {
     (Q, Event.CANCEL): _CANCELLED,
     (Q, Event.NO_ROOM): Transition(Q),
     (Q, Event.FAILED): _FAILED,
+    # It waits its turn in the new queue; chunks queued before a restart leave the old one once
+    # its plan is ready (the driver keeps a hold until then).
+    (Q, Event.MOVE): Transition(Q, _HOLD),
     (E, Event.PAUSE): Transition(P, _HOLD),
     (E, Event.CANCEL): _CANCELLED,
     (E, Event.NO_ROOM): Transition(E, _HOLD),
     (E, Event.CHUNKS_DONE): Transition(F, (Action.START_FINISHING,)),
     (E, Event.FAILED): _FAILED,
+    (E, Event.MOVE): Transition(E, _HOLD),  # the driver's next look queues them on the new queue
     # Chunks the monitor requeued, or a restart found without a job, are held back too.
     (P, Event.PAUSE): Transition(P, _HOLD),
     (P, Event.NO_ROOM): Transition(P, _HOLD),
     (P, Event.RESUME): Transition(Q),  # then PREPARED, and the held chunks are queued again
     (P, Event.CANCEL): _CANCELLED,
     (P, Event.FAILED): _FAILED,
+    (P, Event.MOVE): Transition(P),  # its chunks are off the queue already; resume queues them
     (F, Event.FINISHED): Transition(FileState.DONE, (Action.RECORD_DONE,)),
     (F, Event.FAILED): _FAILED,
 }

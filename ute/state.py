@@ -318,16 +318,18 @@ def _write_file_record(connection: redis.Redis, file_id: str, fields: dict[str, 
 
 def file_control(connection: redis.Redis, file_id: str) -> str:
     """What a user asked for with `ute pause|cancel|retry` ("" for nothing)."""
-    return file_controls(connection, [file_id])[file_id]
+    return file_requests(connection, [file_id])[file_id][0]
 
 
-def file_controls(connection: redis.Redis, file_ids: Iterable[str]) -> dict[str, str]:
-    """file_control of many files, in one round trip."""
+def file_requests(connection: redis.Redis, file_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Of many files, in one round trip: file_control, and the queue `ute move` asked for ("" for
+    none)."""
     ids = list(file_ids)
     pipe = connection.pipeline(transaction=False)  # reads only
     for file_id in ids:
-        pipe.hget(_file_record_key(file_id), "control")
-    return {file_id: raw.decode() if raw else "" for file_id, raw in zip(ids, pipe.execute(), strict=True)}
+        pipe.hmget(_file_record_key(file_id), "control", "move_to")
+    return {file_id: (control.decode() if control else "", move_to.decode() if move_to else "")
+            for file_id, (control, move_to) in zip(ids, pipe.execute(), strict=True)}  # fmt: skip
 
 
 def file_record(connection: redis.Redis, file_id: str) -> dict[str, str] | None:
