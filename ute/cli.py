@@ -117,12 +117,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _history_in(outbox: Path) -> History | None:
-    """The service's history under OUTBOX, if there is one (never creates it)."""
-    from ute.defaults import WORK_DIR_NAME
-    from ute.history import HISTORY_FILE_NAME, History
+    from ute.history import find_history
 
-    path = outbox / WORK_DIR_NAME / HISTORY_FILE_NAME
-    return History(path) if path.exists() else None
+    return find_history(outbox)
 
 
 def run_history(args: argparse.Namespace) -> int:
@@ -169,36 +166,9 @@ def run_logs(args: argparse.Namespace) -> int:
     from ute import chunklogs, state
 
     connection = state.connect(args.redis_url)
-    record = state.file_record(connection, args.file_id) if _redis_answers(connection) else None
-    if record and record.get("work_id"):
-        chunk_count = len(json.loads(record.get("chunk_frames", "[]")))
-        logs = chunklogs.collect(connection, record["work_id"], chunk_count)
-        if args.chunk is not None:
-            logs = [log for log in logs if log.index == args.chunk]
-            if not logs:
-                raise UteError(f"{args.file_id} has no chunk {args.chunk} (it has {chunk_count})")
-        print(_logs_header(args.file_id, record.get("source", "?")))
-        print(chunklogs.render_all(logs))
-        return 0
-    history = _history_in(args.outbox)
-    entries = [e for e in history.entries() if e.file_id == args.file_id] if history else []
-    if not entries:
-        raise UteError(f"no file {args.file_id} in Redis ({state.redacted(args.redis_url)}) or in the "
-                       f"history under {args.outbox}")  # fmt: skip
-    print(_logs_header(args.file_id, entries[-1].source))
-    text = entries[-1].log
-    if args.chunk is not None:
-        blocks = text.split("\n== chunk ")
-        text = "\n".join(b if b.startswith("== chunk") else "== chunk " + b for b in blocks
-                         if b.startswith((f"{args.chunk} ", f"== chunk {args.chunk} ")))  # fmt: skip
-    print(text)
+    answering = connection if _redis_answers(connection) else None
+    print(chunklogs.file_log(answering, args.file_id, _history_in(args.outbox), args.chunk))
     return 0
-
-
-def _logs_header(file_id: str, source: str) -> str:
-    from ute.logsetup import escape_control  # a newline in a name must not split the header
-
-    return f"== file {file_id}: {escape_control(Path(source).name)}"
 
 
 def run_control(args: argparse.Namespace) -> int:

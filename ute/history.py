@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ute.defaults import WORK_DIR_NAME
+
 HISTORY_FILE_NAME = "history.sqlite"
 OUTCOME_DONE = "done"
 OUTCOME_FAILED = "failed"
@@ -105,6 +107,13 @@ class History:
             rows = connection.execute("SELECT * FROM files ORDER BY finished_at, id").fetchall()
         return [_entry(row) for row in rows]
 
+    def recent(self, limit: int) -> list[HistoryEntry]:
+        """The last limit entries, newest first."""
+        with self._connect() as connection:
+            rows = connection.execute("SELECT * FROM files ORDER BY finished_at DESC, id DESC LIMIT ?",
+                                      (limit,)).fetchall()  # fmt: skip
+        return [_entry(row) for row in rows]
+
     def latest(self, file_id: str) -> HistoryEntry | None:
         """The last thing that happened to this file (by its id), if anything."""
         with self._connect() as connection:
@@ -113,6 +122,12 @@ class History:
                 (file_id,),
             ).fetchone()
         return _entry(row) if row else None
+
+
+def find_history(outbox: Path) -> History | None:
+    """The service's history under outbox, if there is one (never creates it)."""
+    path = outbox / WORK_DIR_NAME / HISTORY_FILE_NAME
+    return History(path) if path.exists() else None
 
 
 def _entry(row: sqlite3.Row) -> HistoryEntry:

@@ -142,6 +142,7 @@ def _encode(file: FileSpec, chunk: ChunkSpec, job: Job | None, name: str, hidden
     segment = Path(file.work_dir) / segment_name(chunk.index)
     if segment.exists() and probe.count_frames(segment) == chunk.frames:
         log.info("%s: segment already done, reusing it", name)
+        _record_segment(job, chunk, segment)
         return _result(chunk, segment, seconds=0.0, reused=True, log_lines=("segment reused",))
 
     attempt = uuid.uuid4().hex
@@ -155,12 +156,15 @@ def _encode(file: FileSpec, chunk: ChunkSpec, job: Job | None, name: str, hidden
         EncodeSettings.from_json(file.settings), part,
     )  # fmt: skip
     started = time.monotonic()
+    report = _ProgressReporter(job)
     with _heartbeat(job), _cleanup_on_failure(part):
-        outcome = runner.run(argv, on_progress=_progress_reporter(job))
+        outcome = runner.run(argv, on_progress=report)
         written = probe.count_frames(part)
         if written != chunk.frames:
             raise EncodeError(f"{name}: the encoder wrote {written} of {chunk.frames} frames")
         _commit(job, chunk_key, attempt, part, segment, name)
+    report.count_frames(chunk.frames)
+    _record_segment(job, chunk, segment)
     return _result(chunk, segment, seconds=time.monotonic() - started, reused=False,
                    log_lines=[hidden.scrub(line) for line in outcome.stderr_tail])  # fmt: skip
 
@@ -226,22 +230,42 @@ def _result(
     }
 
 
-def _progress_reporter(job: Job | None) -> runner.ProgressCallback:
-    """Publish frames done to the job's meta, at most once a second; Redis hiccups are ignored."""
-    last_saved = 0.0
+def _record_segment(job: Job | None, chunk: ChunkSpec, segment: Path) -> None:
+    """The committed segment's size and who encoded it, for the dashboard."""
+    if job is None:
+        return
+    facts = {"bytes": segment.stat().st_size, "worker": job.worker_name, "host": socket.gethostname()}
+    with contextlib.suppress(redis.exceptions.RedisError):
+        state.record_segment(job.connection, chunk.work_id, chunk.index, facts)
 
-    def report(block: dict[str, str]) -> None:
-        nonlocal last_saved
+
+class _ProgressReporter:
+    """Publishes frames done and fps to the job's meta and counts the frames encoded for the
+    swarm's fps history, at most once a second; Redis hiccups are ignored."""
+
+    def __init__(self, job: Job | None) -> None:
+        self.job = job
+        self.last_saved = 0.0
+        self.frames_counted = 0
+
+    def __call__(self, block: dict[str, str]) -> None:
         now = time.monotonic()
-        if job is None or now - last_saved < PROGRESS_INTERVAL_SECONDS:
+        if self.job is None or now - self.last_saved < PROGRESS_INTERVAL_SECONDS:
             return
-        last_saved = now
-        job.meta["frames_done"] = int(block.get("frame", "0") or 0)
-        job.meta["fps"] = float(block.get("fps", "0") or 0)
+        self.last_saved = now
+        frames_done = int(block.get("frame", "0") or 0)
+        self.job.meta["frames_done"] = frames_done
+        self.job.meta["fps"] = float(block.get("fps", "0") or 0)
         with contextlib.suppress(redis.exceptions.RedisError):
-            job.save_meta()
+            self.job.save_meta()
+        self.count_frames(frames_done)
 
-    return report
+    def count_frames(self, frames_done: int) -> None:
+        if self.job is None or frames_done <= self.frames_counted:
+            return
+        with contextlib.suppress(redis.exceptions.RedisError):
+            state.count_encoded_frames(self.job.connection, frames_done - self.frames_counted)
+            self.frames_counted = frames_done
 
 
 # The only functions a UTE worker will run.

@@ -54,6 +54,7 @@ def _worker(facts: dict[str, Any], job: Job | None) -> dict[str, Any]:
         "fps": round(fps, 2),
         "cpu_percent": facts.get("cpu_percent"),
         "memory_bytes": facts.get("memory_bytes"),
+        "input": facts.get("input"),
     }
 
 
@@ -66,8 +67,12 @@ def _file(connection: redis.Redis, file_id: str, record: dict[str, str], detaile
         "state": file_state, "queue": record.get("queue"),
         "chunks_total": len(chunk_frames), "chunks_done": 0,
         "frames_total": frames_total, "frames_done": 0, "fps": 0.0, "eta_seconds": None,
-        "output": record.get("output"), "error": record.get("error"),
+        "output": record.get("output"), "error": record.get("error"), "work_id": record.get("work_id"),
+        "bytes_done": 0,
     }  # fmt: skip
+    if record.get("work_id"):
+        segments = state.segments(connection, record["work_id"]).values()
+        entry["bytes_done"] = sum(int(facts.get("bytes", 0)) for facts in segments)
     if file_state in ("done", "muxing"):
         entry.update(chunks_done=len(chunk_frames), frames_done=frames_total)
     elif record.get("work_id") and chunk_frames and detailed:

@@ -205,8 +205,24 @@ def _delete_job(pipe: Pipeline, job: Job, rq_queue: Queue, execution_ids: list[s
                 job.execution_registry.key, *executions)  # fmt: skip
 
 
-def forget_generations(connection: redis.Redis, work_id: str) -> None:
-    connection.delete(_generations_key(work_id))
+def forget_chunks(connection: redis.Redis, work_id: str) -> None:
+    """Forget the generations and segment facts of a file's chunks (their jobs are gone)."""
+    connection.delete(_generations_key(work_id), _segments_key(work_id))
+
+
+# What the workers recorded of each committed segment (bytes, worker, host), by chunk index: the
+# size of a file's output so far, and who encoded which chunk, for the dashboard's chunk map.
+def _segments_key(work_id: str) -> str:
+    return f"{KEY_PREFIX}segments:{work_id}"
+
+
+def record_segment(connection: redis.Redis, work_id: str, chunk_index: int, facts: dict[str, Any]) -> None:
+    connection.hset(_segments_key(work_id), str(chunk_index), json.dumps(facts))
+
+
+def segments(connection: redis.Redis, work_id: str) -> dict[int, dict[str, Any]]:
+    raw = connection.hgetall(_segments_key(work_id))
+    return {int(index): json.loads(facts) for index, facts in raw.items()}
 
 
 # A busy chunk refreshes this key every HEARTBEAT_SECONDS; gone means nobody is encoding it.
@@ -393,3 +409,33 @@ def withdraw_worker(connection: redis.Redis, name: str) -> None:
 def live_workers(connection: redis.Redis) -> list[dict[str, Any]]:
     keys = sorted(connection.scan_iter(match=f"{KEY_PREFIX}worker:*", count=500))
     return [json.loads(raw) for raw in connection.mget(keys) if raw] if keys else []
+
+
+# Frames the swarm encoded, counted by the encoders as they go, in buckets that live an hour: the
+# dashboard's chart of swarm fps over the last hour, whoever was watching.
+SWARM_BUCKET_SECONDS = 10
+SWARM_HISTORY_SECONDS = 3600
+
+
+def _frames_key(bucket_start: int) -> str:
+    return f"{KEY_PREFIX}frames:{bucket_start}"
+
+
+def count_encoded_frames(connection: redis.Redis, frames: int, now: float | None = None) -> None:
+    if frames <= 0:
+        return
+    bucket_start = int((time.time() if now is None else now) // SWARM_BUCKET_SECONDS) * SWARM_BUCKET_SECONDS
+    pipe = connection.pipeline()  # MULTI/EXEC: a bucket never lives for ever
+    pipe.incrby(_frames_key(bucket_start), frames)
+    pipe.expire(_frames_key(bucket_start), SWARM_HISTORY_SECONDS + 2 * SWARM_BUCKET_SECONDS)
+    pipe.execute()
+
+
+def swarm_fps_history(connection: redis.Redis, now: float | None = None) -> list[tuple[int, float]]:
+    """(bucket start, mean fps over the bucket) for each finished bucket of the last hour,
+    oldest first; a bucket nobody encoded in is 0."""
+    current = int((time.time() if now is None else now) // SWARM_BUCKET_SECONDS) * SWARM_BUCKET_SECONDS
+    starts = list(range(current - SWARM_HISTORY_SECONDS, current, SWARM_BUCKET_SECONDS))
+    counts = connection.mget([_frames_key(start) for start in starts])
+    return [(start, int(count or 0) / SWARM_BUCKET_SECONDS)
+            for start, count in zip(starts, counts, strict=True)]  # fmt: skip

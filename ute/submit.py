@@ -126,4 +126,4 @@ def clear_chunks(connection: redis.Redis, work_id: str, chunk_count: int) -> Non
     """Drop whatever jobs an earlier run left for this file; segments on disk are kept."""
     jobs = state.current_chunk_jobs(connection, work_id, chunk_count)
     state.delete_jobs(connection, [job for job in jobs if job is not None])
-    state.forget_generations(connection, work_id)
+    state.forget_chunks(connection, work_id)
