@@ -109,10 +109,10 @@ def test_dashboard_needs_credentials_and_listens_on_loopback(tmp_path: Path, cle
     assert _get(base + "/")[0] == 401
     assert _get(base + "/", ("admin", "wrong"))[0] == 401
     assert _get(base + "/", ("admin", "s3cret"))[0] == 200
-    status, body = _get(base + "/0/data/queues.json", ("admin", "s3cret"))
+    status, body = _get(base + "/rq/0/data/queues.json", ("admin", "s3cret"))
     assert status == 200
     assert {q["name"] for q in json.loads(body)["queues"]} >= {"high", "low"}
-    status, body = _get(base + "/0/data/jobs/high/queued/10/asc/1.json", ("admin", "s3cret"))
+    status, body = _get(base + "/rq/0/data/jobs/high/queued/10/asc/1.json", ("admin", "s3cret"))
     assert status == 200 and b"<script>" not in body and b"alert(" not in body
 
     listening = [c for c in psutil.Process(dashboard.pid).net_connections(kind="inet")
@@ -169,9 +169,9 @@ def test_the_dashboard_lists_both_queues_at_once_and_its_workers_page_loads_whil
           log_path=tmp_path / "dashboard.log")  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     wait_for(lambda: _get(base + "/")[0] == 200, "the dashboard", 30)
-    status, body = _get(base + "/0/data/queues.json")
+    status, body = _get(base + "/rq/0/data/queues.json")
     assert status == 200 and {q["name"] for q in json.loads(body)["queues"]} >= {"high", "low"}
-    status, body = _get(base + "/0/data/workers.json")
+    status, body = _get(base + "/rq/0/data/workers.json")
     assert status == 200, body[-500:]
     [worker] = [w for w in json.loads(body)["workers"] if w["name"] == "busy"]
     assert worker["current_job"]["job_id"] == job.id

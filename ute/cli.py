@@ -189,7 +189,8 @@ def run_dashboard(args: argparse.Namespace) -> int:
     from ute import dashboard, state
 
     _check_redis(state.connect(args.redis_url), args.redis_url)
-    dashboard.serve(args.redis_url, args.host, args.port, args.username, args.password)
+    dashboard.serve(args.redis_url, args.host, args.port, args.username, args.password, args.inbox,
+                    args.outbox)
     return 0
 
 

@@ -166,11 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
         _add_redis_url(control_parser)
 
     dashboard_parser = commands.add_parser(
-        "dashboard", parents=[common], help="serve rq-dashboard for UTE's Redis",
-        description="Serve rq-dashboard (queues, workers, jobs) for UTE's Redis. It listens on "
-        "127.0.0.1 unless --host says otherwise; with --username and --password (or "
-        "$UTE_DASHBOARD_PASSWORD) it asks for them (HTTP basic auth).",
+        "dashboard", parents=[common], help="serve UTE's web page and rq-dashboard",
+        description="Serve UTE's page (files, chunk maps, workers, swarm fps, history, logs; pause, "
+        "resume, cancel, retry and move files) at / and rq-dashboard (queues, workers, jobs) at /rq/, "
+        "for UTE's Redis. It listens on 127.0.0.1 unless --host says otherwise; with --username and "
+        "--password (or $UTE_DASHBOARD_PASSWORD) it asks for them (HTTP basic auth).",
     )  # fmt: skip
+    dashboard_parser.add_argument("--inbox", type=Path, default=Path("inbox"), metavar="DIR",
+                                  help="the service's inbox, for retry (default: ./inbox)")
+    dashboard_parser.add_argument("--outbox", type=Path, default=Path("outbox"), metavar="DIR",
+                                  help="the service's outbox, for its history (default: ./outbox)")
     dashboard_parser.add_argument("--host", default="127.0.0.1",
                                   help="address to listen on (default: %(default)s, this machine only)")
     dashboard_parser.add_argument("--port", type=int, default=defaults.DEFAULT_DASHBOARD_PORT,

@@ -1,14 +1,21 @@
-"""`ute dashboard`: rq-dashboard for UTE's Redis, on loopback unless told otherwise, with basic auth.
+"""`ute dashboard`: UTE's own page at `/` and rq-dashboard under `/rq/`, for UTE's Redis, on
+loopback unless told otherwise, both behind the same basic auth.
 
-rq-dashboard has no authentication of its own (only HTTP basic auth when given credentials),
-accepts requeue requests by GET, and shows job descriptions and arguments unescaped: UTE keeps
-file names out of all of them (see jobs.FileSpec), and this command warns when the dashboard is
-reachable from other machines without credentials.
+rq-dashboard has no authentication of its own, accepts requeue requests by GET, and shows job
+descriptions and arguments unescaped: UTE keeps file names out of all of them (see
+jobs.FileSpec), and this command warns when the dashboard is reachable from other machines
+without credentials.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import logging
+import secrets
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from rq import Worker
@@ -22,25 +29,63 @@ log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 ENV_PASSWORD = "UTE_DASHBOARD_PASSWORD"
+RQ_DASHBOARD_PATH = "/rq"
 
 
-def build_app(redis_url: str, username: str | None, password: str | None) -> Any:
-    """The rq-dashboard Flask app for redis_url, reading UTE's JSON jobs, behind basic auth."""
+def build_app(redis_url: str, username: str | None, password: str | None, inbox: Path = Path("inbox"),
+              outbox: Path = Path("outbox")) -> Any:  # fmt: skip
+    """UTE's page and rq-dashboard (reading UTE's JSON jobs) in one WSGI app behind basic auth."""
     import rq_dashboard.web
     from rq_dashboard.cli import make_flask_app
     from rq_dashboard.web import config as dashboard_config
     from rq_dashboard.web import setup_rq_connection
 
+    from ute.webpage import make_blueprint
+
     dashboard_config.serializer = JSONSerializer
     # Its Workers page reads each busy worker's job with rq's default (pickle) serializer, which
     # UTE's JSON jobs fail (a 500, "Loading…" for ever): it gets workers that read JSON.
     rq_dashboard.web.Worker = _JSONWorker  # type: ignore[attr-defined]
-    app = make_flask_app(None, username, password, url_prefix="")
+    app = make_flask_app(None, None, None, url_prefix=RQ_DASHBOARD_PATH)
     app.config["RQ_DASHBOARD_REDIS_URL"] = redis_url
     with app.app_context():
         setup_rq_connection(app)
-    state.register_queues(state.connect(redis_url))  # both queues listed before anything ran
-    return app
+    connection = state.connect(redis_url)
+    state.register_queues(connection)  # both queues listed before anything ran
+    app.register_blueprint(make_blueprint(connection, inbox, outbox, secrets.token_hex(32)))
+
+    @app.after_request
+    def _no_framing(response: Any) -> Any:  # its buttons act: no other site may frame them
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    return BasicAuth(app.wsgi_app, username, password) if username and password else app.wsgi_app
+
+
+class BasicAuth:
+    """WSGI middleware: every path (UTE's page, its API, rq-dashboard) asks for the credentials."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], username: str, password: str) -> None:
+        self.app = app
+        self.expected = f"{username}:{password}".encode()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if self._allowed(environ.get("HTTP_AUTHORIZATION", "")):
+            return self.app(environ, start_response)
+        start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="UTE", charset="UTF-8"'),
+                                            ("Content-Type", "text/plain; charset=utf-8")])  # fmt: skip
+        return [b"UTE dashboard: give the user name and password of `ute dashboard --username`\n"]
+
+    def _allowed(self, header: str) -> bool:
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            given = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        return hmac.compare_digest(given, self.expected)
 
 
 class _JSONWorker(Worker):
@@ -50,12 +95,13 @@ class _JSONWorker(Worker):
         return super().all(*args, **kwargs)
 
 
-def serve(redis_url: str, host: str, port: int, username: str | None, password: str | None) -> None:
+def serve(redis_url: str, host: str, port: int, username: str | None, password: str | None,
+          inbox: Path = Path("inbox"), outbox: Path = Path("outbox")) -> None:  # fmt: skip
     """Serve the dashboard with waitress until interrupted: one clear line, and nothing announced,
     when the port is taken or Redis does not answer."""
     if bool(username) != bool(password):
         raise UteError(f"give both --username and --password (or {ENV_PASSWORD}), or neither")
-    app = build_app(redis_url, username, password)
+    app = build_app(redis_url, username, password, inbox, outbox)
     from waitress import create_server
 
     try:
@@ -65,6 +111,6 @@ def serve(redis_url: str, host: str, port: int, username: str | None, password: 
     if host not in LOOPBACK_HOSTS and not username:
         log.warning("the dashboard listens on %s WITHOUT a password: anyone who can reach it can "
                     "requeue and delete jobs; pass --username and --password", host)  # fmt: skip
-    log.info("rq-dashboard for %s at http://%s:%d/%s", redacted(redis_url), host, port,
-             " (basic auth)" if username else "")  # fmt: skip
+    log.info("UTE's dashboard for %s at http://%s:%d/ (rq-dashboard at %s/)%s", redacted(redis_url), host,
+             port, RQ_DASHBOARD_PATH, ", basic auth" if username else "")  # fmt: skip
     server.run()
