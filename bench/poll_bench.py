@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import redis
 from rq.job import JobStatus
 
 from ute import pipeline, plan, state, tools
@@ -43,30 +44,36 @@ def timed(look: Callable[[], object], looks: int) -> float:
     return statistics.median(seconds) * 1000
 
 
+def film_midway(connection: redis.Redis, folder: Path, chunk_count: int) -> pipeline.PreparedFile:
+    """A film of chunk_count chunks submitted as UTE submits them, then half marked finished and
+    two started, as midway through an encode; the queued ones stay in their queue."""
+    source = folder / "film.mkv"
+    subprocess.run([tools.ffmpeg(), "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=64x36:rate=24", "-t", "1", "-c:v", "libx264", str(source)],
+                   check=True)  # fmt: skip
+    small = pipeline.prepare(probe(source), EncodeSettings(), folder / ".ute-work")
+    chunks = tuple(plan.Chunk(index, index * 240, (index + 1) * 240) for index in range(chunk_count))
+    specs = tuple(dataclasses.replace(small.specs[0], index=c.index, start=c.start) for c in chunks)
+    film = dataclasses.replace(small, chunks=chunks, specs=specs)
+    pipeline.check_chunks(connection, film, state.QUEUE_LOW)  # queues every chunk, as a first look does
+    job_ids = state.current_chunk_job_ids(connection, film.work_id, range(chunk_count))
+    for index, job_id in enumerate(job_ids):
+        status = JobStatus.FINISHED if index < chunk_count // 2 else (
+            JobStatus.STARTED if index < chunk_count // 2 + 2 else None)  # fmt: skip
+        if status is not None:
+            connection.hset(f"rq:job:{job_id}", "status", status.value)
+    return film
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=719)
     parser.add_argument("--looks", type=int, default=40)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder_name, private_redis(Path(folder_name) / "redis") as url:
-        folder = Path(folder_name)
-        source = folder / "film.mkv"
-        subprocess.run([tools.ffmpeg(), "-loglevel", "error", "-f", "lavfi", "-i",
-                        "testsrc2=size=64x36:rate=24", "-t", "1", "-c:v", "libx264", str(source)],
-                       check=True)  # fmt: skip
-        small = pipeline.prepare(probe(source), EncodeSettings(), folder / ".ute-work")
-        chunks = tuple(plan.Chunk(index, index * 240, (index + 1) * 240) for index in range(args.chunks))
-        specs = tuple(dataclasses.replace(small.specs[0], index=c.index, start=c.start) for c in chunks)
-        film = dataclasses.replace(small, chunks=chunks, specs=specs)
         connection = state.connect(url)
-        pipeline.check_chunks(connection, film, state.QUEUE_LOW)  # queues every chunk, as a first look does
-        job_ids = state.current_chunk_job_ids(connection, film.work_id, range(args.chunks))
-        for index, job_id in enumerate(job_ids):
-            status = JobStatus.FINISHED if index < args.chunks // 2 else (
-                JobStatus.STARTED if index < args.chunks // 2 + 2 else None)  # fmt: skip
-            if status is not None:
-                connection.hset(f"rq:job:{job_id}", "status", status.value)
-        # Queued chunks stay in their queue: nothing is queued again by the looks.
+        film = film_midway(connection, Path(folder_name), args.chunks)
+        chunks = film.chunks
 
         def baseline() -> object:
             jobs = state.current_chunk_jobs(connection, film.work_id, args.chunks)

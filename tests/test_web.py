@@ -121,6 +121,13 @@ def test_the_page_shows_and_steers_a_real_encode(tmp_path: Path, clean_redis: st
     if os.environ.get("UTE_SCREENSHOT_DIR"):
         shutil.copy(screenshot, Path(os.environ["UTE_SCREENSHOT_DIR"]) / screenshot.name)
 
+    seen = state.current_chunk_statuses(connection, work_id, range(chunk_count))
+    running = [job_id for job_id, status in seen if status == JobStatus.STARTED]
+    job_page = context.new_page()  # rq-dashboard's page of a chunk job that a worker is encoding
+    job_page.goto(f"{base}/rq/0/view/job/{running[0]}")
+    expect(job_page.locator("body")).to_contain_text(f"of file {file_id}", timeout=30_000)
+    job_page.close()
+
     # Pause: its queued chunks leave the queue, the running ones finish, no new one starts.
     row.locator("button[data-action=pause]").click()
     expect(page.locator(f"tr.file[data-id='{file_id}']")).to_have_attribute("data-state", "paused")

@@ -1,0 +1,60 @@
+"""What one refresh of UTE's web page costs `ute dashboard` while a long film is encoded (an open
+page asks once a second).
+
+    python bench/page_bench.py [--chunks 719] [--looks 40]
+
+The film is set up as in poll_bench.py (719 chunks: half finished, two running, the rest
+queued) with a segment recorded for each finished chunk and an hour of swarm fps buckets.
+Printed: the milliseconds of one /api/state document (snapshot, the film's chunk map, the fps
+history) against the baseline of `ute status --json`'s snapshot alone, measured in the same run,
+and what each costs of one core at one request a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from poll_bench import film_midway, timed
+
+from ute import pagedata, snapshot, state
+from ute.redis_server import private_redis
+
+REQUESTS_PER_SECOND = 1  # the page's poll
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunks", type=int, default=719)
+    parser.add_argument("--looks", type=int, default=40)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder_name, private_redis(Path(folder_name) / "redis") as url:
+        connection = state.connect(url)
+        film = film_midway(connection, Path(folder_name), args.chunks)
+        state.save_file_record(connection, "0123456789abcdef", source="/videos/film.mkv", state="encoding",
+                               queue=state.QUEUE_LOW, work_id=film.work_id,
+                               chunk_frames=[chunk.frames for chunk in film.chunks])  # fmt: skip
+        for index in range(args.chunks // 2):
+            state.record_segment(connection, film.work_id, index, {"bytes": 5_000_000, "worker": "w1"})
+        now = time.time()
+        for bucket in range(0, state.SWARM_HISTORY_SECONDS, state.SWARM_BUCKET_SECONDS):
+            state.count_encoded_frames(connection, 900, now=now - bucket)
+
+        document = pagedata.page_state(connection, None)
+        size = len(json.dumps(document))
+        page = timed(lambda: json.dumps(pagedata.page_state(connection, None)), args.looks)
+        status = timed(lambda: json.dumps(snapshot.snapshot(connection)), args.looks)
+        print(f"{args.chunks} chunks: {args.chunks // 2} finished, 2 running, the rest queued; "
+              f"median of {args.looks} requests; the page's document is {size / 1000:.0f} kB")
+        for label, milliseconds in (("ute status --json (baseline)", status),
+                                    ("the page's /api/state", page)):  # fmt: skip
+            share = milliseconds / 1000 * REQUESTS_PER_SECOND * 100
+            print(f"{label:32} {milliseconds:7.1f} ms   {share:5.1f}% of a core")
+        print(f"page / status: {page / status:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
