@@ -20,7 +20,7 @@ from rq import SimpleWorker
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
-from ute import control, jobs, pipeline, state
+from ute import control, jobs, pipeline, state, submit
 from ute.driver import Driver, FileRun
 from ute.errors import EncodeError, UteError
 from ute.lifecycle import TABLE, Action, Event, FileState, Transition, transition
@@ -502,3 +502,39 @@ def test_a_move_survives_a_restart_and_is_carried_out_once(
     assert len(holds) == 1 and len(in_queue(farm, state.QUEUE_HIGH)) == chunks
     work_off(connection)
     settle(restarted, run, lambda: run.state is FileState.DONE)
+
+
+def test_a_chunk_requeued_after_a_move_goes_to_its_files_new_queue(
+    farm: dict[str, Any], prepared_template: Any
+) -> None:  # fmt: skip
+    """A chunk running during the move, whose worker then dies, is requeued by the monitor: in
+    the queue the file is in now, not the one the job came from."""
+    driver, connection = farm["driver"], farm["connection"]
+    run = add_encoding(farm, prepared_template)
+    [running, *_] = in_queue(farm, state.QUEUE_LOW)
+    state.queue(state.QUEUE_LOW, connection).remove(running)  # as a worker takes it
+    [job] = state.fetch_jobs(connection, [running])
+    assert job is not None
+    job.set_status(JobStatus.STARTED)
+    control.move(connection, run.file_id, state.QUEUE_HIGH)
+    driver.step()
+    assert submit.requeue_at_front(connection, job)  # as the monitor does for a dead worker's chunk
+    assert in_queue(farm, state.QUEUE_LOW) == []
+    assert in_queue(farm, state.QUEUE_HIGH)[0] == state.chunk_job_id(job.args[0]["work_id"], 0, 1)
+
+
+def test_a_request_for_a_file_that_ended_changes_nothing(farm: dict[str, Any]) -> None:
+    """pause, resume, cancel and move write in one transaction with the check of the file's
+    state: a file that ended keeps its hour-long expiry, an unknown one gets no record."""
+    connection = farm["connection"]
+    state.save_file_record(connection, "aaaaaaaaaaaaaaaa", source="/v/a.mkv", state="encoding", queue="low")
+    state.finish_file_record(connection, "aaaaaaaaaaaaaaaa", "done", control="", move_to="")
+    for request in (control.pause, control.cancel, control.resume,
+                    lambda c, file_id: control.move(c, file_id, state.QUEUE_HIGH)):  # fmt: skip
+        with pytest.raises(UteError, match="aaaaaaaaaaaaaaaa is done"):
+            request(connection, "aaaaaaaaaaaaaaaa")
+        with pytest.raises(UteError, match="no file bbbbbbbbbbbbbbbb in Redis"):
+            request(connection, "bbbbbbbbbbbbbbbb")
+    assert 0 < connection.ttl(f"{state.KEY_PREFIX}file:aaaaaaaaaaaaaaaa") <= state.FINISHED_FILE_TTL_SECONDS
+    assert state.file_record(connection, "bbbbbbbbbbbbbbbb") is None
+    assert (state.file_record(connection, "aaaaaaaaaaaaaaaa") or {}).get("control") == ""

@@ -20,52 +20,47 @@ PAUSE, CANCEL, RETRY = "pause", "cancel", "retry"
 RUNNING_STATES = ("queued", "encoding", "paused")
 
 
-def _record(connection: redis.Redis, file_id: str) -> dict[str, str]:
-    record = state.file_record(connection, file_id)
+def _change(connection: redis.Redis, file_id: str, states: tuple[str, ...], refusal: str, **fields: str
+            ) -> dict[str, str]:  # fmt: skip
+    """Write fields into the file's record, in one transaction with the check that it is in one of
+    states (a file that ends meanwhile is left alone); the record as it was."""
+    record = state.change_running_file(connection, file_id, states, **fields)
     if record is None:
         raise UteError(f"no file {file_id} in Redis: `ute status` lists the ids")
+    if record.get("state") not in states:
+        raise UteError(f"{file_id} is {record.get('state')}: {refusal}")
     return record
 
 
 def pause(connection: redis.Redis, file_id: str) -> str:
-    record = _record(connection, file_id)
-    if record.get("state") not in RUNNING_STATES:
-        raise UteError(f"{file_id} is {record.get('state')}: only queued or encoding files can pause")
-    state.save_file_record(connection, file_id, control=PAUSE, state="paused")
+    record = _change(connection, file_id, RUNNING_STATES, "only queued or encoding files can pause",
+                     control=PAUSE, state="paused")  # fmt: skip
     return f"pausing {Path(record['source']).name}: its queued chunks wait, running ones finish"
 
 
 def resume(connection: redis.Redis, file_id: str) -> str:
-    record = _record(connection, file_id)
-    if record.get("control") != PAUSE:
-        raise UteError(f"{file_id} is not paused")
-    state.save_file_record(connection, file_id, control="", state="encoding")
+    record = _change(connection, file_id, ("paused",), "only a paused file can resume", control="",
+                     state="encoding")  # fmt: skip
     return f"resumed {Path(record['source']).name}"
 
 
 def cancel(connection: redis.Redis, file_id: str) -> str:
-    record = _record(connection, file_id)
-    if record.get("state") not in RUNNING_STATES:
-        raise UteError(f"{file_id} is {record.get('state')}: only queued, encoding or paused files "
-                       "can be cancelled")  # fmt: skip
-    state.save_file_record(connection, file_id, control=CANCEL)
+    record = _change(connection, file_id, RUNNING_STATES, "only queued, encoding or paused files can be "
+                     "cancelled", control=CANCEL)  # fmt: skip
     return (f"cancelling {Path(record['source']).name}: its chunks stop, its work folder goes, "
             "the source stays where it is")  # fmt: skip
 
 
 def move(connection: redis.Redis, file_id: str, queue: str) -> str:
     """Put the file in queue high or low: `ute status` shows it at once, and the service moves its
-    queued chunks (running ones finish where they are)."""
+    queued chunks (running ones finish where they are; requeued ones go to the new queue)."""
     if queue not in state.QUEUES:
         raise UteError(f"cannot move {file_id} to queue {queue!r}: use {' or '.join(state.QUEUES)}")
-    record = _record(connection, file_id)
+    record = _change(connection, file_id, RUNNING_STATES, "only queued, encoding or paused files can move "
+                     "to another queue", queue=queue, move_to=queue)  # fmt: skip
     name = Path(record["source"]).name
-    if record.get("state") not in RUNNING_STATES:
-        raise UteError(f"{file_id} is {record.get('state')}: only queued, encoding or paused files can "
-                       "move to another queue")  # fmt: skip
     if (record.get("move_to") or record.get("queue")) == queue:  # a move asked for earlier is what counts
         return f"{name} is in queue {queue} already"
-    state.save_file_record(connection, file_id, queue=queue, move_to=queue)
     return f"moving {name} to queue {queue}: its queued chunks move, running ones finish where they are"
 
 

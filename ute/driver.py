@@ -241,7 +241,7 @@ class Driver:
             fields["error"] = run.error
         if run.output is not None and run.state is FileState.DONE:
             fields["output"] = str(run.output)
-        state.finish_file_record(self.connection, run.file_id, run.state, control="", **fields)
+        state.finish_file_record(self.connection, run.file_id, run.state, control="", move_to="", **fields)
 
     def carry_out(self, run: FileRun, *actions: Action) -> None:
         for action in actions:

@@ -155,14 +155,14 @@ def fetch_jobs(connection: redis.Redis, job_ids: Sequence[str]) -> list[Job | No
 
 def replace_chunk_job(connection: redis.Redis, old: Job, make_job: Callable[[str], Job]) -> Job | None:
     """In one transaction: delete the chunk job `old` and queue make_job(id of the chunk's next
-    generation) at the front of old's queue, but only while old is still its chunk's newest job
+    generation) at the front of its queue (new's origin), but only while old is still its chunk's newest job
     and still in the status the caller saw. None when someone else changed it first (the worker
     took, finished or requeued it, or the monitor did), so that no two requeues of one attempt
     ever make two new generations."""
     work_id, index = old.args[0]["work_id"], int(old.args[0]["index"])
     generations, field = _generations_key(work_id), str(index)
     seen = old.get_status(refresh=False)
-    rq_queue = queue(old.origin, connection)
+    old_queue = queue(old.origin, connection)
 
     def swap(pipe: Pipeline) -> Job | None:
         generation = int(pipe.hget(generations, field) or 0)
@@ -172,9 +172,9 @@ def replace_chunk_job(connection: redis.Redis, old: Job, make_job: Callable[[str
         execution_ids = [raw.decode() for raw in pipe.zrange(old.execution_registry.key, 0, -1)]
         new = make_job(chunk_job_id(work_id, index, generation + 1))
         pipe.multi()
-        _delete_job(pipe, old, rq_queue, execution_ids)
+        _delete_job(pipe, old, old_queue, execution_ids)
         pipe.hset(generations, field, generation + 1)
-        rq_queue.enqueue_job(new, pipeline=pipe, at_front=True)
+        queue(new.origin, connection).enqueue_job(new, pipeline=pipe, at_front=True)  # a moved file's new one
         return new
 
     return connection.transaction(swap, generations, old.key, old.execution_registry.key,
@@ -332,6 +332,27 @@ def _write_file_record(connection: redis.Redis, file_id: str, fields: dict[str, 
     pipe.execute()
 
 
+def change_running_file(connection: redis.Redis, file_id: str, running_states: Iterable[str], /,
+                        **fields: Any) -> dict[str, str] | None:  # fmt: skip
+    """Write fields into the record of a file that is in one of running_states, in one
+    transaction with that check: the record as it was, or None (and nothing written) when the
+    file is unknown, or ended meanwhile (its hour-long expiry stays)."""
+    key = _file_record_key(file_id)
+    wanted = set(running_states)
+
+    def change(pipe: Pipeline) -> dict[str, str] | None:
+        raw = pipe.hgetall(key)
+        record = {k.decode(): v.decode() for k, v in raw.items()}
+        if record.get("state") not in wanted:
+            pipe.multi()  # nothing to write
+            return record or None
+        pipe.multi()
+        pipe.hset(key, mapping={k: str(v) for k, v in fields.items()})
+        return record
+
+    return connection.transaction(change, key, value_from_callable=True)
+
+
 def file_control(connection: redis.Redis, file_id: str) -> str:
     """What a user asked for with `ute pause|cancel|retry` ("" for nothing)."""
     return file_requests(connection, [file_id])[file_id][0]
@@ -346,6 +367,12 @@ def file_requests(connection: redis.Redis, file_ids: Iterable[str]) -> dict[str,
         pipe.hmget(_file_record_key(file_id), "control", "move_to")
     return {file_id: (control.decode() if control else "", move_to.decode() if move_to else "")
             for file_id, (control, move_to) in zip(ids, pipe.execute(), strict=True)}  # fmt: skip
+
+
+def file_queue(connection: redis.Redis, file_id: str) -> str | None:
+    """The queue the file is in now (`ute move` changes it)."""
+    raw = connection.hget(_file_record_key(file_id), "queue")
+    return raw.decode() if raw else None
 
 
 def file_record(connection: redis.Redis, file_id: str) -> dict[str, str] | None:

@@ -46,7 +46,7 @@ def submit_chunks(
 
 
 def requeue_at_front(connection: redis.Redis, job: Job, *, failed: bool = False) -> bool:
-    """Put a chunk back at the front of its queue as a fresh job (a new generation), carrying
+    """Put a chunk back at the front of its file's queue as a fresh job (a new generation), carrying
     over how often it was requeued and, if it failed, on which workers. False when the job had
     already moved on (taken, finished, or requeued by someone else) since the caller looked."""
     spec = job.args[0]
@@ -56,7 +56,9 @@ def requeue_at_front(connection: redis.Redis, job: Job, *, failed: bool = False)
         "failed_on": [*job.meta.get("failed_on", []), *([job.worker_name] if failed else [])],
         "errors": [*job.meta.get("errors", []), *([error_signature(job)] if failed else [])],
     }
-    queue = state.queue(job.origin, connection)
+    # The file's queue now: `ute move` may have moved it since this job was queued.
+    queue_name = state.file_queue(connection, state.file_id_of(spec["work_id"])) or job.origin
+    queue = state.queue(queue_name, connection)
     replacement = state.replace_chunk_job(
         connection, job, lambda new_id: queue.create_job(**_job_kwargs(spec, new_id), meta=meta)
     )
