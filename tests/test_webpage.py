@@ -51,7 +51,7 @@ def test_the_chunk_map_has_one_cell_per_chunk_in_a_state_a_user_would_name(
             expected = CellState.REQUEUED if tries else CellState.QUEUED
         assert cell.state is expected
         assert (cell.frames_done == cell.frames) if cell.state is CellState.DONE else True
-        assert cell.worker == ("w1" if cell.state is CellState.ENCODING else None)
+        assert cell.worker == ("w1" if cell.state in (CellState.ENCODING, CellState.FAILED) else None)
     assert all(cell.state is CellState.DONE for cell in cells(frames, [None] * len(frames), {}, {}, {},
                                                                all_done=True))  # fmt: skip
 
@@ -132,6 +132,7 @@ def test_the_state_has_the_files_chunk_map_workers_history_and_fps(farm: dict[st
     assert file["bytes_done"] == 4096 and file["chunks_done"] == 1
     assert [cell["state"] for cell in file["chunk_map"]] == ["queued", "done", "queued"]
     assert file["chunk_map"][1]["worker"] == "w9"
+    assert 0 < farm["connection"].ttl(f"{state.KEY_PREFIX}segments:{WORK_ID}") <= state.FILE_SPEC_TTL_SECONDS
     [row] = document["history"]
     assert (row["name"], row["outcome"], row["error"]) == (HOSTILE, "failed", "chunk 2: <b>bad</b>")
     assert len(document["fps_history"]) == 360 and sum(p["fps"] for p in document["fps_history"]) == 50.0
@@ -177,10 +178,44 @@ def test_a_files_log_comes_from_redis_or_the_history(farm: dict[str, Any]) -> No
     assert missing.status_code == 409 and "ute history" in missing.get_json()["error"]
 
 
-def test_with_redis_gone_the_page_says_so_in_one_line(tmp_path: Path) -> None:
+def test_with_redis_gone_the_page_says_so_in_one_line_and_logs_come_from_the_history(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
     with private_redis(tmp_path / "redis") as url:
-        client = Client(dashboard.build_app(url, None, None, tmp_path / "inbox", tmp_path / "outbox"))
+        client = Client(dashboard.build_app(url, None, None, tmp_path / "inbox", outbox))
         assert client.get("/api/state").status_code == 200
     gone = client.get("/api/state")
     assert gone.status_code == 503 and "is `ute serve` running?" in gone.get_json()["error"]
-    assert find_history(tmp_path / "outbox") is None  # looking for the history never makes one
+    assert find_history(outbox) is None  # looking for the history never makes one
+    (outbox / ".ute-work").mkdir(parents=True)
+    History(outbox / ".ute-work" / "history.sqlite").add(HistoryEntry(FILE_ID, "/v/a.mkv", "done", log="ok"))
+    assert client.get(f"/api/files/{FILE_ID}/log").get_data(as_text=True) == f"== file {FILE_ID}: a.mkv\nok"
+
+
+def test_what_a_hostile_site_can_make_a_browser_send_is_refused(clean_redis: str, tmp_path: Path) -> None:
+    """DNS rebinding (a Host that is not the dashboard's), a cross-site POST (rq-dashboard's
+    buttons carry no CSRF token), and rq-dashboard's requeue-everything by GET."""
+    app = dashboard.build_app(clean_redis, None, None, tmp_path / "inbox", tmp_path / "outbox",
+                              dashboard.allowed_hosts("127.0.0.1"))  # fmt: skip
+    client = Client(app)
+    local = {"Host": "127.0.0.1:9181"}
+    assert client.get("/", headers=local).status_code == 200
+    assert client.get("/", headers={"Host": "localhost:8000"}).status_code == 200  # an SSH tunnel
+    rebound = client.get("/api/state", headers={"Host": "attacker.example:9181"})
+    assert rebound.status_code == 403 and b"--allow-host" in rebound.data
+    assert client.get("/rq/requeue/low", headers=local).status_code == 403
+    for cross_site in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        answer = client.post("/rq/queue/low/queued/empty", headers={**local, **cross_site})
+        assert answer.status_code == 403 and b"another site" in answer.data
+    same_site = {**local, "Origin": "http://127.0.0.1:9181", "Sec-Fetch-Site": "same-origin"}
+    assert client.post("/rq/queue/low/queued/empty", headers=same_site).status_code == 200
+    assert dashboard.allowed_hosts("0.0.0.0") is None
+    assert dashboard.allowed_hosts("0.0.0.0", ["farm.lan"]) == {"127.0.0.1", "localhost", "::1", "farm.lan"}
+
+
+def test_odd_requests_get_an_answer_not_a_crash(farm: dict[str, Any]) -> None:
+    client = farm["client"]
+    assert client.post(f"/api/files/{FILE_ID}/pause", headers={**CREDENTIALS, "X-UTE-CSRF": "é"}
+                       ).status_code == 403  # fmt: skip
+    headers = {**CREDENTIALS, "X-UTE-CSRF": _csrf(client)}
+    answer = client.post(f"/api/files/{FILE_ID}/move", headers=headers, json=["high"])
+    assert answer.status_code == 409 and "use high or low" in answer.get_json()["error"]

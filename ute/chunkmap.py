@@ -40,7 +40,7 @@ class ChunkCell:
     state: CellState
     frames: int
     frames_done: int
-    worker: str | None  # the worker encoding it, or the one that encoded its segment
+    worker: str | None  # the worker encoding it, that failed it, or that encoded its segment
     tries: int  # attempts after the first
     bytes: int | None  # the committed segment's size
 
@@ -60,7 +60,8 @@ def cells(
         cell_state = CellState.DONE if all_done else _cell_state(status, tries, job)
         frames_done = {CellState.DONE: frames, CellState.ENCODING: min(frames, job.frames_done if job else 0)
                        }.get(cell_state, 0)  # fmt: skip
-        worker = job.worker if cell_state is CellState.ENCODING and job else segment.get("worker")
+        running_or_failed = job is not None and cell_state in (CellState.ENCODING, CellState.FAILED)
+        worker = job.worker if job and running_or_failed else segment.get("worker")
         result.append(ChunkCell(index, cell_state, frames, frames_done, worker, tries, segment.get("bytes")))
     return result
 

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from ute.cli_parser import build_parser
 from ute.errors import StoppedError, UteError
+from ute.history import find_history
 
 if TYPE_CHECKING:
-    from ute.history import History
     from ute.settings import EncodeSettings
 
 log = logging.getLogger("ute")
@@ -116,14 +116,8 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _history_in(outbox: Path) -> History | None:
-    from ute.history import find_history
-
-    return find_history(outbox)
-
-
 def run_history(args: argparse.Namespace) -> int:
-    history = _history_in(args.outbox)
+    history = find_history(args.outbox)
     entries = history.entries() if history else []
     if args.json:
         print(json.dumps([asdict(entry) for entry in entries], indent=2))
@@ -167,7 +161,7 @@ def run_logs(args: argparse.Namespace) -> int:
 
     connection = state.connect(args.redis_url)
     answering = connection if _redis_answers(connection) else None
-    print(chunklogs.file_log(answering, args.file_id, _history_in(args.outbox), args.chunk))
+    print(chunklogs.file_log(answering, args.file_id, find_history(args.outbox), args.chunk))
     return 0
 
 
@@ -177,7 +171,7 @@ def run_control(args: argparse.Namespace) -> int:
     connection = state.connect(args.redis_url)
     _check_redis(connection, args.redis_url)
     if args.command == "retry":
-        print(control.retry(connection, args.file_id, args.inbox, _history_in(args.outbox)))
+        print(control.retry(connection, args.file_id, args.inbox, find_history(args.outbox)))
     elif args.command == "move":
         print(control.move(connection, args.file_id, args.queue))
     else:
@@ -190,7 +184,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
 
     _check_redis(state.connect(args.redis_url), args.redis_url)
     dashboard.serve(args.redis_url, args.host, args.port, args.username, args.password, args.inbox,
-                    args.outbox)
+                    args.outbox, args.allow_host)
     return 0
 
 

@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   help="the service's outbox, for its history (default: ./outbox)")
     dashboard_parser.add_argument("--host", default="127.0.0.1",
                                   help="address to listen on (default: %(default)s, this machine only)")
+    dashboard_parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                                  help="a host name the page is opened by, besides localhost and --host "
+                                       "(others are refused: DNS rebinding); repeatable")  # fmt: skip
     dashboard_parser.add_argument("--port", type=int, default=defaults.DEFAULT_DASHBOARD_PORT,
                                   help="(default: %(default)s)")
     dashboard_parser.add_argument("--username", help="HTTP basic auth user")

@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rq import Worker
 from rq.serializers import JSONSerializer
@@ -28,13 +29,16 @@ from ute.state import redacted
 log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 ENV_PASSWORD = "UTE_DASHBOARD_PASSWORD"
 RQ_DASHBOARD_PATH = "/rq"
 
 
 def build_app(redis_url: str, username: str | None, password: str | None, inbox: Path = Path("inbox"),
-              outbox: Path = Path("outbox")) -> Any:  # fmt: skip
-    """UTE's page and rq-dashboard (reading UTE's JSON jobs) in one WSGI app behind basic auth."""
+              outbox: Path = Path("outbox"), hosts: frozenset[str] | None = None) -> Any:  # fmt: skip
+    """UTE's page and rq-dashboard (reading UTE's JSON jobs) in one WSGI app behind basic auth
+    and RequestGuard; hosts: the names it may be reached by (None: any)."""
     import rq_dashboard.web
     from rq_dashboard.cli import make_flask_app
     from rq_dashboard.web import config as dashboard_config
@@ -60,7 +64,49 @@ def build_app(redis_url: str, username: str | None, password: str | None, inbox:
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
-    return BasicAuth(app.wsgi_app, username, password) if username and password else app.wsgi_app
+    wsgi_app = BasicAuth(app.wsgi_app, username, password) if username and password else app.wsgi_app
+    return RequestGuard(wsgi_app, hosts)
+
+
+def allowed_hosts(bound_host: str, also: Iterable[str] = ()) -> frozenset[str] | None:
+    """The host names a dashboard bound to bound_host may be reached by: loopback's, its own
+    address and those named; any (None) when it listens on every address and none are named."""
+    if bound_host in WILDCARD_HOSTS and not list(also):
+        return None
+    return frozenset({*LOOPBACK_HOSTS, *also} | ({bound_host} - set(WILDCARD_HOSTS)))
+
+
+class RequestGuard:
+    """WSGI middleware that refuses what a hostile web page can make a browser send: a Host the
+    dashboard is not reached by (DNS rebinding: a site that resolves its own name to 127.0.0.1),
+    a cross-site POST (rq-dashboard's buttons carry no CSRF token), and rq-dashboard's
+    requeue-everything by GET."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], hosts: frozenset[str] | None) -> None:
+        self.app = app
+        self.hosts = hosts
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        refusal = self._refusal(environ)
+        if refusal is None:
+            return self.app(environ, start_response)
+        start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8")])
+        return [f"UTE dashboard: {refusal}\n".encode()]
+
+    def _refusal(self, environ: dict[str, Any]) -> str | None:
+        host = environ.get("HTTP_HOST", "")
+        if self.hosts is not None and urlsplit(f"//{host}").hostname not in self.hosts:
+            return "this address is not one the dashboard is reached by (see --allow-host)"
+        if environ.get("REQUEST_METHOD", "GET") in SAFE_METHODS:
+            if environ.get("PATH_INFO", "").startswith(f"{RQ_DASHBOARD_PATH}/requeue/"):
+                return "requeue with the page's button (a POST)"
+            return None
+        origin = environ.get("HTTP_ORIGIN")
+        if environ.get("HTTP_SEC_FETCH_SITE", "same-origin") not in ("same-origin", "none") or (
+            origin and urlsplit(origin).netloc != host
+        ):
+            return "a request from another site"
+        return None
 
 
 class BasicAuth:
@@ -96,12 +142,13 @@ class _JSONWorker(Worker):
 
 
 def serve(redis_url: str, host: str, port: int, username: str | None, password: str | None,
-          inbox: Path = Path("inbox"), outbox: Path = Path("outbox")) -> None:  # fmt: skip
+          inbox: Path = Path("inbox"), outbox: Path = Path("outbox"), also_hosts: Iterable[str] = ()
+          ) -> None:  # fmt: skip
     """Serve the dashboard with waitress until interrupted: one clear line, and nothing announced,
     when the port is taken or Redis does not answer."""
     if bool(username) != bool(password):
         raise UteError(f"give both --username and --password (or {ENV_PASSWORD}), or neither")
-    app = build_app(redis_url, username, password, inbox, outbox)
+    app = build_app(redis_url, username, password, inbox, outbox, allowed_hosts(host, also_hosts))
     from waitress import create_server
 
     try:

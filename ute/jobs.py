@@ -142,7 +142,7 @@ def _encode(file: FileSpec, chunk: ChunkSpec, job: Job | None, name: str, hidden
     segment = Path(file.work_dir) / segment_name(chunk.index)
     if segment.exists() and probe.count_frames(segment) == chunk.frames:
         log.info("%s: segment already done, reusing it", name)
-        _record_segment(job, chunk, segment)
+        _record_segment(job, chunk, segment, reused=True)
         return _result(chunk, segment, seconds=0.0, reused=True, log_lines=("segment reused",))
 
     attempt = uuid.uuid4().hex
@@ -230,13 +230,14 @@ def _result(
     }
 
 
-def _record_segment(job: Job | None, chunk: ChunkSpec, segment: Path) -> None:
-    """The committed segment's size and who encoded it, for the dashboard."""
+def _record_segment(job: Job | None, chunk: ChunkSpec, segment: Path, *, reused: bool = False) -> None:
+    """The committed segment's size and who encoded it, for the dashboard; a reused segment's
+    facts stay those of the worker that encoded it. Never fails the chunk."""
     if job is None:
         return
-    facts = {"bytes": segment.stat().st_size, "worker": job.worker_name, "host": socket.gethostname()}
-    with contextlib.suppress(redis.exceptions.RedisError):
-        state.record_segment(job.connection, chunk.work_id, chunk.index, facts)
+    with contextlib.suppress(redis.exceptions.RedisError, OSError):
+        facts = {"bytes": segment.stat().st_size, "worker": job.worker_name, "host": socket.gethostname()}
+        state.record_segment(job.connection, chunk.work_id, chunk.index, facts, only_if_missing=reused)
 
 
 class _ProgressReporter:

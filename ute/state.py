@@ -216,8 +216,17 @@ def _segments_key(work_id: str) -> str:
     return f"{KEY_PREFIX}segments:{work_id}"
 
 
-def record_segment(connection: redis.Redis, work_id: str, chunk_index: int, facts: dict[str, Any]) -> None:
-    connection.hset(_segments_key(work_id), str(chunk_index), json.dumps(facts))
+def record_segment(connection: redis.Redis, work_id: str, chunk_index: int, facts: dict[str, Any], *,
+                   only_if_missing: bool = False) -> None:  # fmt: skip
+    """A finished file's facts go with its work's other keys: a week after the last segment."""
+    key = _segments_key(work_id)
+    pipe = connection.pipeline()  # MULTI/EXEC
+    if only_if_missing:
+        pipe.hsetnx(key, str(chunk_index), json.dumps(facts))
+    else:
+        pipe.hset(key, str(chunk_index), json.dumps(facts))
+    pipe.expire(key, FILE_SPEC_TTL_SECONDS)
+    pipe.execute()
 
 
 def segments(connection: redis.Redis, work_id: str) -> dict[int, dict[str, Any]]:

@@ -60,17 +60,27 @@ def make_blueprint(connection: redis.Redis, inbox: Path, outbox: Path, csrf_toke
     def file_log(file_id: str) -> Any:
         _check_file_id(file_id)
         chunk = request.args.get("chunk", type=int)
-        return _answer(lambda: Response(chunklogs.file_log(connection, file_id, find_history(outbox), chunk),
-                                        mimetype="text/plain"))  # fmt: skip
+
+        def log_text() -> Response:
+            history = find_history(outbox)
+            try:
+                text = chunklogs.file_log(connection, file_id, history, chunk)
+            except redis.exceptions.RedisError:  # as `ute logs`: the history still has it
+                text = chunklogs.file_log(None, file_id, history, chunk)
+            return Response(text, mimetype="text/plain")
+
+        return _answer(log_text)
 
     @page.post("/api/files/<file_id>/<action>")
     def act(file_id: str, action: str) -> Any:
         _check_file_id(file_id)
-        if not hmac.compare_digest(request.headers.get(CSRF_HEADER, ""), csrf_token):
+        given = request.headers.get(CSRF_HEADER, "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(given, csrf_token.encode()):
             return jsonify(error="this page is out of date (the dashboard restarted): reload it"), 403
         if action not in actions:
             return jsonify(error=f"no action {action!r}"), 404
-        body = request.get_json(silent=True) or {}
+        body = request.get_json(silent=True)
+        body = body if isinstance(body, dict) else {}
         return _answer(lambda: jsonify(message=actions[action](file_id, body)))
 
     return page

@@ -62,8 +62,12 @@ async function act(fileId, action, body = {}) {
 async function showLog(fileId) {
   const panel = document.getElementById("log-panel");
   const pre = document.getElementById("log");
-  const response = await fetch(`/api/files/${encodeURIComponent(fileId)}/log`);
-  pre.textContent = response.ok ? await response.text() : (await response.json()).error;
+  try {
+    const response = await fetch(`/api/files/${encodeURIComponent(fileId)}/log`);
+    pre.textContent = response.ok ? await response.text() : (await response.json()).error;
+  } catch (error) {
+    pre.textContent = `no log: ${error}`;
+  }
   panel.hidden = false;
   panel.scrollIntoView({ behavior: "smooth" });
 }
@@ -103,7 +107,7 @@ function chunkCell(cell) {
   } else {
     tip += `, ${cell.frames} frames`;
   }
-  if (cell.worker) tip += `, ${cell.state === "encoding" ? "on" : "by"} ${cell.worker}`;
+  if (cell.worker) tip += `, ${{ encoding: "on", failed: "failed on" }[cell.state] ?? "by"} ${cell.worker}`;
   if (cell.bytes) tip += `, ${bytes(cell.bytes)}`;
   if (cell.tries) tip += `, attempt ${cell.tries + 1}`;
   node.title = tip;
@@ -148,7 +152,7 @@ function drawWorkers(workers, files) {
     return el("tr", { class: "worker", data: { name: worker.name } },
       el("td", {}, worker.name), el("td", {}, worker.host), el("td", { class: "name" }, what),
       el("td", { class: "num" }, worker.fps ? number(worker.fps) : "–"),
-      el("td", { class: "num" }, worker.cpu_percent === null ? "–" : `${Math.round(worker.cpu_percent)}%`),
+      el("td", { class: "num" }, worker.cpu_percent == null ? "–" : `${Math.round(worker.cpu_percent)}%`),
       el("td", { class: "num" }, bytes(worker.memory_bytes)),
       el("td", {}, worker.input ?? "–"));
   }));
