@@ -1,15 +1,13 @@
-"""Everything UTE keeps in Redis: queue names, job ids and keys. No other module spells them."""
+"""A file's ids, its description for workers, its chunks' rq jobs and their generations, the
+segments they committed, heartbeats and the commit fence."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
-import logging
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.client import Pipeline
@@ -20,52 +18,7 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
-log = logging.getLogger(__name__)
-
-QUEUE_HIGH = "high"
-QUEUE_LOW = "low"
-QUEUES = (QUEUE_HIGH, QUEUE_LOW)  # workers listen in this order
-KEY_PREFIX = "ute:"
-
-
-def redacted(url: str) -> str:
-    """The URL with its password (`:secret@` or `?password=secret`) replaced, for logs and messages."""
-    parts = urlsplit(url)
-    if parts.password:
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}")
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(key == "password" for key, _ in query):
-        masked = [(key, "***" if key == "password" else value) for key, value in query]
-        parts = parts._replace(query=urlencode(masked, safe="/*"))
-    return urlunsplit(parts)
-
-
-def connect(url: str) -> redis.Redis:
-    """A client that notices a dead server within seconds instead of hanging."""
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=10
-    )
-
-
-def queue(name: str, connection: redis.Redis) -> Queue:
-    return Queue(name, connection=connection, serializer=JSONSerializer)
-
-
-def register_queues(connection: redis.Redis) -> None:
-    """Put both queues on rq's list of queues (rq adds a queue at its first job), so that
-    rq-dashboard shows them from the start."""
-    connection.sadd(Queue.redis_queues_keys, *(queue(name, connection).key for name in QUEUES))
-
-
-def give_back(connection: redis.Redis, queue_name: str, job_id: str) -> None:
-    """Put a dequeued job back at the front of its queue (and out of rq's intermediate list,
-    where a worker on a single queue keeps what it took)."""
-    rq_queue = queue(queue_name, connection)
-    pipe = connection.pipeline()
-    pipe.lrem(rq_queue.intermediate_queue_key, 1, job_id)
-    rq_queue.push_job_id(job_id, pipeline=pipe, at_front=True)
-    pipe.execute()
-
+from ute.state.base import KEY_PREFIX, queue
 
 FILE_ID_LENGTH = 16
 SETTINGS_DIGEST_LENGTH = 8
@@ -304,174 +257,3 @@ def _attempt_key(chunk: str) -> str:
 def commit_count(connection: redis.Redis, chunk: str) -> int:
     """How many times a chunk's segment was committed (once, if all is well)."""
     return int(connection.get(f"{KEY_PREFIX}commits:{chunk}") or 0)
-
-
-# Files, for `ute status`: a hash per file and an index in arrival order. Finished files stay
-# visible for FINISHED_FILE_TTL_SECONDS.
-FILES_INDEX = f"{KEY_PREFIX}files"
-FINISHED_FILE_TTL_SECONDS = 3600
-
-
-def _file_record_key(file_id: str) -> str:
-    return f"{KEY_PREFIX}file:{file_id}"
-
-
-def save_file_record(connection: redis.Redis, file_id: str, /, **fields: Any) -> None:
-    """Create or update the record of the file with this id, in one transaction; lists and dicts
-    are stored as JSON. Its field `work_id` names the file's chunks (chunk_job_id)."""
-    _write_file_record(connection, file_id, fields, expire=False)
-
-
-def finish_file_record(connection: redis.Redis, file_id: str, outcome: str, /, **fields: Any) -> None:
-    """The file's last state, in the same transaction as the hour it stays listed for."""
-    _write_file_record(connection, file_id, {"state": outcome, **fields}, expire=True)
-
-
-def _write_file_record(connection: redis.Redis, file_id: str, fields: dict[str, Any], *, expire: bool
-                       ) -> None:  # fmt: skip
-    values = {k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in fields.items()}
-    key = _file_record_key(file_id)
-    pipe = connection.pipeline()  # MULTI/EXEC
-    pipe.hset(key, mapping=values)
-    if expire:
-        pipe.expire(key, FINISHED_FILE_TTL_SECONDS)
-    else:
-        pipe.persist(key)
-    pipe.zadd(FILES_INDEX, {file_id: time.time()}, nx=True)
-    pipe.execute()
-
-
-def change_running_file(connection: redis.Redis, file_id: str, running_states: Iterable[str], /,
-                        **fields: Any) -> dict[str, str] | None:  # fmt: skip
-    """Write fields into the record of a file that is in one of running_states, in one
-    transaction with that check: the record as it was, or None (and nothing written) when the
-    file is unknown, or ended meanwhile (its hour-long expiry stays)."""
-    key = _file_record_key(file_id)
-    wanted = set(running_states)
-
-    def change(pipe: Pipeline) -> dict[str, str] | None:
-        raw = pipe.hgetall(key)
-        record = {k.decode(): v.decode() for k, v in raw.items()}
-        if record.get("state") not in wanted:
-            pipe.multi()  # nothing to write
-            return record or None
-        pipe.multi()
-        pipe.hset(key, mapping={k: str(v) for k, v in fields.items()})
-        return record
-
-    return connection.transaction(change, key, value_from_callable=True)
-
-
-def file_control(connection: redis.Redis, file_id: str) -> str:
-    """What a user asked for with `ute pause|cancel|retry` ("" for nothing)."""
-    return file_requests(connection, [file_id])[file_id][0]
-
-
-def file_requests(connection: redis.Redis, file_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """Of many files, in one round trip: file_control, and the queue `ute move` asked for ("" for
-    none)."""
-    ids = list(file_ids)
-    pipe = connection.pipeline(transaction=False)  # reads only
-    for file_id in ids:
-        pipe.hmget(_file_record_key(file_id), "control", "move_to")
-    return {file_id: (control.decode() if control else "", move_to.decode() if move_to else "")
-            for file_id, (control, move_to) in zip(ids, pipe.execute(), strict=True)}  # fmt: skip
-
-
-def file_queue(connection: redis.Redis, file_id: str) -> str | None:
-    """The queue the file is in now (`ute move` changes it)."""
-    raw = connection.hget(_file_record_key(file_id), "queue")
-    return raw.decode() if raw else None
-
-
-def file_record(connection: redis.Redis, file_id: str) -> dict[str, str] | None:
-    raw = connection.hgetall(_file_record_key(file_id))
-    return {k.decode(): v.decode() for k, v in raw.items()} if raw else None
-
-
-def file_records(connection: redis.Redis) -> list[tuple[str, dict[str, str]]]:
-    """Every file UTE knows about, in arrival order; expired ones leave the index."""
-    file_ids = [raw.decode() for raw in connection.zrange(FILES_INDEX, 0, -1)]
-    pipe = connection.pipeline(transaction=False)  # reads: work while writes are refused
-    for file_id in file_ids:
-        pipe.hgetall(_file_record_key(file_id))
-    records = []
-    for file_id, raw in zip(file_ids, pipe.execute(), strict=True):
-        if raw:
-            records.append((file_id, {k.decode(): v.decode() for k, v in raw.items()}))
-        else:
-            connection.zrem(FILES_INDEX, file_id)
-    return records
-
-
-# The farm's pause: while the service finds a disk nearly full it keeps this key alive with the
-# reason; workers take no chunk while it exists. It lapses by itself if the service goes away.
-FARM_PAUSE_KEY = f"{KEY_PREFIX}farm:paused"
-FARM_PAUSE_TTL_SECONDS = 30
-
-
-def pause_farm(connection: redis.Redis, reason: str) -> None:
-    connection.set(FARM_PAUSE_KEY, reason, ex=FARM_PAUSE_TTL_SECONDS)
-
-
-def resume_farm(connection: redis.Redis) -> None:
-    connection.delete(FARM_PAUSE_KEY)
-
-
-def farm_pause(connection: redis.Redis) -> str | None:
-    """Why the farm is paused, or None."""
-    raw = connection.get(FARM_PAUSE_KEY)
-    return raw.decode() if raw else None
-
-
-def try_write(connection: redis.Redis) -> None:
-    """A write that changes nothing that matters: raises what Redis says when it refuses writes."""
-    connection.set(f"{KEY_PREFIX}write-probe", "1", px=1000)
-
-
-# Workers announce themselves every second with a short-lived key: a dead one drops out of
-# `ute status` within WORKER_PRESENCE_TTL_SECONDS (rq's own registry keeps it for minutes).
-WORKER_PRESENCE_TTL_SECONDS = 5
-
-
-def announce_worker(connection: redis.Redis, name: str, facts: dict[str, Any]) -> None:
-    connection.set(f"{KEY_PREFIX}worker:{name}", json.dumps(facts), ex=WORKER_PRESENCE_TTL_SECONDS)
-
-
-def withdraw_worker(connection: redis.Redis, name: str) -> None:
-    connection.delete(f"{KEY_PREFIX}worker:{name}")
-
-
-def live_workers(connection: redis.Redis) -> list[dict[str, Any]]:
-    keys = sorted(connection.scan_iter(match=f"{KEY_PREFIX}worker:*", count=500))
-    return [json.loads(raw) for raw in connection.mget(keys) if raw] if keys else []
-
-
-# Frames the swarm encoded, counted by the encoders as they go, in buckets that live an hour: the
-# dashboard's chart of swarm fps over the last hour, whoever was watching.
-SWARM_BUCKET_SECONDS = 10
-SWARM_HISTORY_SECONDS = 3600
-
-
-def _frames_key(bucket_start: int) -> str:
-    return f"{KEY_PREFIX}frames:{bucket_start}"
-
-
-def count_encoded_frames(connection: redis.Redis, frames: int, now: float | None = None) -> None:
-    if frames <= 0:
-        return
-    bucket_start = int((time.time() if now is None else now) // SWARM_BUCKET_SECONDS) * SWARM_BUCKET_SECONDS
-    pipe = connection.pipeline()  # MULTI/EXEC: a bucket never lives for ever
-    pipe.incrby(_frames_key(bucket_start), frames)
-    pipe.expire(_frames_key(bucket_start), SWARM_HISTORY_SECONDS + 2 * SWARM_BUCKET_SECONDS)
-    pipe.execute()
-
-
-def swarm_fps_history(connection: redis.Redis, now: float | None = None) -> list[tuple[int, float]]:
-    """(bucket start, mean fps over the bucket) for each finished bucket of the last hour,
-    oldest first; a bucket nobody encoded in is 0."""
-    current = int((time.time() if now is None else now) // SWARM_BUCKET_SECONDS) * SWARM_BUCKET_SECONDS
-    starts = list(range(current - SWARM_HISTORY_SECONDS, current, SWARM_BUCKET_SECONDS))
-    counts = connection.mget([_frames_key(start) for start in starts])
-    return [(start, int(count or 0) / SWARM_BUCKET_SECONDS)
-            for start, count in zip(starts, counts, strict=True)]  # fmt: skip
