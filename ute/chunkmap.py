@@ -1,5 +1,5 @@
 """A file's chunk map for the dashboard: one cell per chunk, in the state a user would name it,
-with the worker that has (or had) it."""
+with the worker that has (or had) it. Pure: snapshot gives it what its look at the chunks read."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import redis
 from rq.job import Job, JobStatus
 
-from ute import state
-from ute.progress import DETAILED_STATES, PUT_DOWN_STATES
+from ute.progress import PUT_DOWN_STATES
 from ute.submit import retry_delay
 
 
@@ -78,20 +76,8 @@ def _cell_state(status: JobStatus | None, tries: int, job: JobFacts | None) -> C
     return CellState.REQUEUED if tries > 0 else CellState.QUEUED  # queued, scheduled, deferred
 
 
-def chunk_map(connection: redis.Redis, work_id: str, chunk_frames: Sequence[int], *, all_done: bool = False
-              ) -> list[ChunkCell]:  # fmt: skip
-    """The map of a file's chunks, read from Redis in a few round trips however many there are."""
-    count = len(chunk_frames)
-    seen = [] if all_done else state.current_chunk_statuses(connection, work_id, range(count))
-    statuses = [status for _, status in seen] or [None] * count
-    detailed = [(index, job_id) for index, (job_id, status) in enumerate(seen) if status in DETAILED_STATES]
-    fetched = state.fetch_jobs(connection, [job_id for _, job_id in detailed])
-    jobs = {index: _facts(job) for (index, _), job in zip(detailed, fetched, strict=True) if job is not None}
-    return cells(chunk_frames, statuses, state.chunk_generations(connection, work_id), jobs,
-                 state.segments(connection, work_id), all_done=all_done)  # fmt: skip
-
-
-def _facts(job: Job) -> JobFacts:
+def job_facts(job: Job) -> JobFacts:
+    """What the map needs of a running or failed chunk's rq job."""
     failed = job.get_status(refresh=False) == JobStatus.FAILED
     return JobFacts(int(job.meta.get("frames_done", 0)), job.worker_name,
                     failed and retry_delay(job) is not None)  # fmt: skip

@@ -67,12 +67,15 @@ def read_progress(
 @dataclass(frozen=True)
 class ChunkLook:
     """What one look at a file's chunks found: its progress; for the monitor's sweep the jobs of
-    running and failed chunks and the ids of queued ones; the chunks it found finished."""
+    running and failed chunks and the ids of queued ones; the chunks it found finished; for the
+    dashboard's chunk map every chunk's status and the jobs of running and failed ones by index."""
 
     progress: ChunkProgress
     jobs: list[Job]
     queued: list[str]
     finished: list[int]
+    statuses: list[JobStatus | None]
+    details: dict[int, Job]
 
 
 def look_at_chunks(
@@ -91,6 +94,7 @@ def look_at_chunks(
         read_progress(chunks, statuses, details), list(details.values()),
         queued=[job_id for job_id, status in seen.values() if status == JobStatus.QUEUED],
         finished=[index for index, (_, status) in seen.items() if status == JobStatus.FINISHED],
+        statuses=statuses, details=details,
     )  # fmt: skip
 
 
