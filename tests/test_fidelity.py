@@ -8,6 +8,7 @@ UTE's own verifier; and the verifier must reject outputs doctored the ways real 
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import independent
 import pytest
 from conftest import run_ute
 
-from ute import facts, jobs, pipeline, runner, tools, verify
+from ute import concat, facts, jobs, pipeline, runner, tools, verify
 from ute.errors import EncodeError, VerifyError
 from ute.probe import probe
 from ute.settings import EncodeSettings
@@ -107,6 +108,54 @@ def test_an_output_with_a_chunk_of_garbage_fails_verification(tmp_path: Path) ->
     grey.replace(prepared.work_dir / jobs.segment_name(chunk.index))
     with pytest.raises(VerifyError, match=rf"frame {chunk.start} \(chunk 1\): picture PSNR"):
         pipeline.finalize(prepared, tmp_path / "out.mkv")
+
+
+def test_chunks_swapped_with_their_own_checks_fail_verification(tmp_path: Path) -> None:
+    """A worker that encoded the wrong part of the source writes a check true to its segment:
+    the pictures still tell."""
+    source = corpus.make("mkv_many_tracks", tmp_path)
+    prepared = encoded_in_process(source, tmp_path / "work")
+    for name in (jobs.segment_name(0), jobs.segment_name(0) + verify.CHECK_SUFFIX):
+        first, second = prepared.work_dir / name, prepared.work_dir / name.replace("00000", "00001")
+        first.rename(tmp_path / "swap")
+        second.rename(first)
+        (tmp_path / "swap").rename(second)
+    with pytest.raises(VerifyError, match=r"frame 0 \(chunk 0\): picture is 'frame 24'"):
+        pipeline.finalize(prepared, tmp_path / "out.mkv")
+
+
+def test_the_output_is_proved_from_its_segments_packets_not_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    source = corpus.make("mp4_bframes", tmp_path)
+    prepared = encoded_in_process(source, tmp_path / "work")
+    segments = [prepared.work_dir / jobs.segment_name(chunk.index) for chunk in prepared.chunks]
+    assert all(verify.check_path(segment).exists() for segment in segments)
+    decoded: list[str] = []
+    real_decode_all = facts.decode_all
+    monkeypatch.setattr(facts, "decode_all", lambda path, *rest: decoded.append(Path(path).name)
+                        or real_decode_all(path, *rest))  # fmt: skip
+    verified = pipeline.finalize(prepared, tmp_path / "out.mkv")
+    assert decoded == [] and verified.frames == prepared.info.frame_count
+    pipeline.finalize(prepared, tmp_path / "full.mkv", full_verify=True)
+    assert decoded == [".full.mkv." + prepared.work_id + ".part"]
+
+
+def test_an_output_whose_packets_are_not_its_segments_fails_verification(tmp_path: Path) -> None:
+    """The mux is proved packet by packet: a segment encoded again after the mux (same frames,
+    other bytes, a check of its own) no longer matches what the output holds."""
+    source = corpus.make("mkv_many_tracks", tmp_path)
+    prepared = encoded_in_process(source, tmp_path / "work")
+    output = tmp_path / "out.mkv"
+    concat.mux(prepared.info, facts.read_facts(source), prepared.chunks, prepared.work_dir, output)
+    segment = prepared.work_dir / jobs.segment_name(1)
+    segment.unlink()
+    verify.check_path(segment).unlink()
+    again = dataclasses.replace(prepared.file_spec, settings={**prepared.file_spec.settings, "crf": 40})
+    jobs.encode(again, prepared.specs[1])
+    with pytest.raises(VerifyError, match=r"packets as muxed from the segments \(from packet 24\)"):
+        verify.verify_output(prepared.info, facts.read_facts(source), prepared.chunks, output,
+                             work_dir=prepared.work_dir)  # fmt: skip
 
 
 def test_bad_x265_values_fail_at_plan_time_in_x265s_words(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ute.cli_parser import build_parser
+from ute.defaults import VERIFY_FULL
 from ute.errors import StoppedError, UteError
 from ute.history import find_history
 
@@ -71,7 +72,8 @@ def run_encode(args: argparse.Namespace) -> int:
     signals.install()
     try:
         report = encode_file(args.source, args.output, _encode_settings(args), workers=args.workers,
-                             redis_url=args.redis_url, force=args.force, stop=signals.stop)  # fmt: skip
+                             redis_url=args.redis_url, force=args.force, stop=signals.stop,
+                             full_verify=args.verify == VERIFY_FULL)  # fmt: skip
     finally:
         if signals.abort.is_set():
             exit_now()
@@ -105,7 +107,7 @@ def run_serve(args: argparse.Namespace) -> int:
         work_root=args.outbox.absolute() / WORK_DIR_NAME, settings=_encode_settings(args),
         plugins_dir=args.plugins.absolute(), plugin_timeout=args.plugin_timeout,
         settle_seconds=args.settle_seconds, stall_seconds=args.stall_seconds,
-        done_action=args.done_action,
+        done_action=args.done_action, full_verify=args.verify == VERIFY_FULL,
     )  # fmt: skip
     signals = StopSignals("ute serve", "finishing the running chunks and files being muxed, then stopping")
     signals.install()

@@ -42,6 +42,12 @@ def _add_redis_url(parser: argparse.ArgumentParser) -> None:
                         f"Redis of `ute serve`, {defaults.DEFAULT_REDIS_URL})")  # fmt: skip
 
 
+def _add_verify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verify", choices=defaults.VERIFY_MODES, default=defaults.VERIFY_SEGMENTS,
+                        help="how the output is proved: from its segments' packets and what the workers "
+                             "decoded (default), or 'full': by decoding all of it here too")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ute",
@@ -81,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                                help="use this Redis (default: $UTE_REDIS_URL, else start a "
                                     "private one on 127.0.0.1)")  # fmt: skip
     encode_parser.add_argument("--force", action="store_true", help="replace an existing OUTPUT")
+    _add_verify(encode_parser)
     _add_encode_options(encode_parser)
 
     serve_parser = commands.add_parser(
@@ -117,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--stall-seconds", type=float, default=defaults.DEFAULT_STALL_SECONDS,
                               metavar="S", help="an incomplete or unreadable file is refused only "
                               "after staying unchanged this long (default: %(default)g)")  # fmt: skip
+    _add_verify(serve_parser)
     serve_parser.add_argument("--done-action", choices=defaults.DONE_ACTIONS, default="move",
                               help="what happens to a source after its output is verified: move "
                                    "it to INBOX/done/, delete it, or keep it (default: move)")  # fmt: skip

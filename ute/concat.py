@@ -9,8 +9,7 @@ from pathlib import Path
 from ute import commands, compare, facts, runner, tools
 from ute.commands import AttachedFile, KeptStream, Segment
 from ute.facts import KEPT_DISPOSITIONS, MediaFacts, StreamFacts
-from ute.jobs import segment_name
-from ute.plan import Chunk
+from ute.plan import Chunk, segment_name
 from ute.probe import SourceInfo
 
 log = logging.getLogger(__name__)

@@ -43,3 +43,9 @@ def redis_url_from_env() -> str | None:
     """$UTE_REDIS_URL, or None: then `ute encode` and `ute serve` start a private Redis, and the others
     use DEFAULT_REDIS_URL."""
     return os.environ.get(ENV_REDIS_URL) or None
+
+# How an output is verified: from its segments' packets and the workers' checks, or by decoding
+# the whole output on the coordinator (what every run did before; it grows with decode time).
+VERIFY_SEGMENTS = "segments"
+VERIFY_FULL = "full"
+VERIFY_MODES = (VERIFY_SEGMENTS, VERIFY_FULL)

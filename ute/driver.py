@@ -40,6 +40,7 @@ class FileRun:
     state: FileState = FileState.QUEUED
     preparing: Future[PreparedFile] | None = None
     prepared: PreparedFile | None = None
+    sampling: Future[Any] | None = None  # the source's samples for the verifier
     finishing: Future[Any] | None = None
     result: Any = None  # what finishing returned
     progress: ChunkProgress | None = None
@@ -80,13 +81,14 @@ class Driver:
         self.monitor = monitor.ChunkMonitor(connection)
         self.room = True
         self._last_monitor = 0.0
+        self._woken = threading.Event()  # a helper finished: look again now, not at the next poll
         state.register_queues(connection)  # rq-dashboard lists both from the start
 
     def add(self, run: FileRun, prepare: Callable[[], PreparedFile] | None = None, **record: Any) -> None:
         """Take a file on: prepare it in a helper thread (or finish it, for a run that starts
         FINISHING with its work already given)."""
         if prepare is not None:
-            run.preparing = self.helpers.submit(prepare)
+            run.preparing = self._in_helper(prepare)
         self.runs[run.file_id] = run
         # A pause, cancel or move asked for before a restart stands.
         state.save_file_record(self.connection, run.file_id, source=str(run.source), state=run.state,
@@ -113,7 +115,8 @@ class Driver:
             except redis.exceptions.RedisError as error:
                 if not backoff.unavailable(error):
                     raise
-            time.sleep(backoff.pause)
+            self._woken.wait(backoff.pause)
+            self._woken.clear()
 
     def step(self, before: Callable[[], None] | None = None) -> None:
         """One look at every file; the monitor's sweep over their chunks, once a second."""
@@ -243,6 +246,11 @@ class Driver:
             fields["output"] = str(run.output)
         state.finish_file_record(self.connection, run.file_id, run.state, control="", move_to="", **fields)
 
+    def _in_helper(self, work: Callable[[], Any]) -> Future[Any]:
+        future = self.helpers.submit(work)
+        future.add_done_callback(lambda _: self._woken.set())
+        return future
+
     def carry_out(self, run: FileRun, *actions: Action) -> None:
         for action in actions:
             self._do(run, action)
@@ -257,8 +265,12 @@ class Driver:
             control.take_off_queue(self.connection, *chunks, stop_running=True)
         elif action is Action.CLEAR_CHUNKS and chunks:
             submit.clear_chunks(self.connection, *chunks)
+        elif action is Action.SAMPLE_SOURCE and run.prepared and run.sampling is None:
+            run.sampling = self.helpers.submit(pipeline.sample_source, run.prepared)
         elif action is Action.START_FINISHING:
-            run.finishing = self.helpers.submit(self.owner.finish_work(run))
+            count = len(run.prepared.chunks) if run.prepared else 0
+            log.info("%s: all %d chunks encoded; muxing and verifying", run.name, count)
+            run.finishing = self._in_helper(self.owner.finish_work(run))
         elif action is Action.RECORD_DONE:
             self.owner.done(run)
         elif action is Action.RECORD_FAILED:

@@ -66,6 +66,7 @@ def encode_file(
     redis_url: str | None,
     force: bool = False,
     stop: threading.Event | None = None,
+    full_verify: bool = False,
 ) -> EncodeReport:
     """Encode source into output through rq workers; raise UteError unless verified. Once stop is
     set, queued chunks leave the queue, local workers finish their running ones, and StoppedError
@@ -91,7 +92,7 @@ def encode_file(
             log.info("waiting for workers: start `ute-worker --redis-url %s` on any machine",
                      state.redacted(url))  # fmt: skip
         disks = farm.DiskGuard(connection, [prepared.work_dir, output.parent])
-        driver = Driver(connection, _OneFile(force), disks, helpers)
+        driver = Driver(connection, _OneFile(force, full_verify), disks, helpers)
         driver.add(run, lambda: prepared, frames_total=info.frame_count)
 
         def before_step() -> None:
@@ -125,12 +126,14 @@ class _OneFile:
     """The driver's Owner for `ute encode`: the output is the one given; a failure is raised by
     encode_file once the driver is done; the source is never touched."""
 
-    def __init__(self, force: bool) -> None:
+    def __init__(self, force: bool, full_verify: bool) -> None:
         self.force = force
+        self.full_verify = full_verify
 
     def finish_work(self, run: FileRun) -> Callable[[], Verified]:
         assert run.prepared is not None and run.output is not None
-        return partial(pipeline.finalize, run.prepared, run.output, replace=self.force)
+        return partial(pipeline.finalize, run.prepared, run.output, replace=self.force,
+                       full_verify=self.full_verify, samples=run.sampling)  # fmt: skip
 
     def done(self, run: FileRun) -> None:
         pass

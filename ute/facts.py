@@ -312,3 +312,17 @@ def decode_all(
     except av.error.FFmpegError as error:
         raise ProbeError(f"{os.fspath(path)}: frame {count + 1} does not decode ({error})") from error
     return count, pictures
+
+
+PACKET_DIGEST_BYTES = 16
+
+
+def packet_digests(path: str | os.PathLike[str], video_index: int) -> list[bytes]:
+    """A digest of every video packet's bytes, in the file's (decode) order: demuxing only, so
+    that a mux can be proved to carry every packet of its segments, in order, without decoding."""
+    try:
+        with av.open(str(path)) as container:
+            return [hashlib.blake2b(bytes(packet), digest_size=PACKET_DIGEST_BYTES).digest()
+                    for packet in container.demux(container.streams[video_index]) if packet.size]  # fmt: skip
+    except av.error.FFmpegError as error:
+        raise ProbeError(f"{os.fspath(path)}: cannot read its packets ({error})") from error

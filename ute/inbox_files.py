@@ -57,6 +57,7 @@ class ServeOptions:
     stall_seconds: float = DEFAULT_STALL_SECONDS
     done_action: str = "move"
     plugin_timeout: float = DEFAULT_PLUGIN_TIMEOUT_SECONDS
+    full_verify: bool = False  # decode the whole output too (`--verify full`)
 
 
 class InboxFiles:
@@ -170,7 +171,6 @@ class InboxFiles:
         run.output = unused_name(self.options.outbox / f"{run.source.stem}.mkv", claimed)
         chunk_log = chunklogs.render_all(chunklogs.collect(self.connection, run.prepared.work_id,
                                                            len(run.prepared.chunks)))  # fmt: skip
-        log.info("%s: all %d chunks encoded; muxing and verifying", run.name, len(run.prepared.chunks))
         return partial(self._finalize, run, run.prepared, run.output, chunk_log)
 
     def _finalize(self, run: FileRun, prepared: PreparedFile, output: Path, chunk_log: str) -> HistoryEntry:
@@ -191,7 +191,8 @@ class InboxFiles:
             ))  # fmt: skip
             self.history.add(recorded[0])
 
-        pipeline.finalize(prepared, output, before_rename=record)
+        pipeline.finalize(prepared, output, before_rename=record, full_verify=self.options.full_verify,
+                          samples=run.sampling)  # fmt: skip
         shutil.rmtree(prepared.work_dir, ignore_errors=True)
         return self._run_post(run, recorded[0])
 

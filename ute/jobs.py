@@ -18,8 +18,9 @@ import redis
 from rq import get_current_job
 from rq.job import Job
 
-from ute import commands, jobspec, pathmap, probe, runner, state, tools
-from ute.errors import EncodeError
+from ute import commands, jobspec, pathmap, probe, runner, state, tools, verify
+from ute.errors import EncodeError, ProbeError
+from ute.plan import segment_name
 from ute.settings import EncodeSettings
 
 log = logging.getLogger(__name__)
@@ -76,10 +77,6 @@ class ChunkSpec:
     @property
     def input(self) -> commands.ChunkInput:
         return commands.ChunkInput(self.start_pts, self.frames, self.seek_microseconds)
-
-
-def segment_name(chunk_index: int) -> str:
-    return f"{chunk_index:05d}.mkv"
 
 
 def encode_chunk(chunk_json: dict[str, Any]) -> dict[str, Any]:
@@ -157,27 +154,38 @@ def _encode(file: FileSpec, chunk: ChunkSpec, job: Job | None, name: str, hidden
     )  # fmt: skip
     started = time.monotonic()
     report = _ProgressReporter(job)
-    with _heartbeat(job), _cleanup_on_failure(part):
+    check_part = part.with_name(part.name + verify.CHECK_SUFFIX)
+    with _heartbeat(job), _cleanup_on_failure(part), _cleanup_on_failure(check_part):
         outcome = runner.run(argv, on_progress=report)
         written = probe.count_frames(part)
         if written != chunk.frames:
             raise EncodeError(f"{name}: the encoder wrote {written} of {chunk.frames} frames")
-        _commit(job, chunk_key, attempt, part, segment, name)
+        try:  # what the coordinator would otherwise decode the whole output for
+            check = verify.check_segment(part, chunk.frames)
+        except ProbeError as error:
+            raise EncodeError(f"{name}: the segment does not decode: {error}") from None
+        if check.decoded != chunk.frames:
+            raise EncodeError(f"{name}: {check.decoded} of the encoder's {chunk.frames} frames decode")
+        verify.save_check(check, check_part)
+        _commit(job, chunk_key, attempt, {check_part: verify.check_path(segment), part: segment}, name)
     report.count_frames(chunk.frames)
     _record_segment(job, chunk, segment)
     return _result(chunk, segment, seconds=time.monotonic() - started, reused=False,
                    log_lines=[hidden.scrub(line) for line in outcome.stderr_tail])  # fmt: skip
 
 
-def _commit(job: Job | None, chunk: str, attempt: str, part: Path, segment: Path, name: str) -> None:
-    """Rename part to segment, unless a newer attempt at this chunk has taken it over."""
+def _commit(job: Job | None, chunk: str, attempt: str, renames: dict[Path, Path], name: str) -> None:
+    """Rename the attempt's files into place (the segment last), unless a newer attempt at this
+    chunk has taken it over."""
     if job is None:
-        os.replace(part, segment)
+        for old, new in renames.items():
+            os.replace(old, new)
         return
     with state.commit_fence(job.connection, chunk, attempt) as allowed:
         if not allowed:
             raise EncodeError(f"{name}: a newer attempt took this chunk over; this one is discarded")
-        os.replace(part, segment)
+        for old, new in renames.items():
+            os.replace(old, new)
 
 
 @contextlib.contextmanager

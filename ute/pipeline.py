@@ -7,7 +7,9 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import redis
 
 from ute import concat, encodable, facts, plan, probe, state, submit, tools, verify, x265_params
 from ute.errors import EncodeError
-from ute.jobs import ChunkSpec, FileSpec, segment_name
+from ute.jobs import ChunkSpec, FileSpec
 from ute.names import NAME_MAX_BYTES, fitted
 from ute.probe import SourceInfo
 from ute.progress import ChunkLook, ChunkProgress, look_at_chunks
@@ -100,8 +102,8 @@ def check_chunks(
 def lost_segments(prepared: PreparedFile) -> list[plan.Chunk]:
     """Chunks whose job says done but whose segment is gone or short (deleted, a disk fault):
     the disk, not Redis, says what is done."""
-    return [chunk for chunk in prepared.chunks
-            if probe.count_frames(prepared.work_dir / segment_name(chunk.index)) != chunk.frames]  # fmt: skip
+    segments = [(chunk, prepared.work_dir / plan.segment_name(chunk.index)) for chunk in prepared.chunks]
+    return [chunk for chunk, segment in segments if probe.count_frames(segment) != chunk.frames]
 
 
 def _requeue_lost_segments(
@@ -141,19 +143,35 @@ def remove_stale_partials(folder: Path) -> list[Path]:
     return stale
 
 
+def sample_source(prepared: PreparedFile) -> verify.SourceSamples:
+    """What the verifier reads of the source, to read while the chunks encode."""
+    return verify.sample_source(prepared.info, prepared.chunks, prepared.settings.crop)
+
+
 def finalize(
     prepared: PreparedFile, output: Path, before_rename: Callable[[Verified], None] | None = None, *,
-    replace: bool = False,
+    replace: bool = False, full_verify: bool = False,
+    samples: Future[verify.SourceSamples] | None = None,
 ) -> Verified:  # fmt: skip
-    """Mux under a hidden name, verify, and only then rename into place; never a bad output, and
+    """Mux under a hidden name, verify (from the segments' packets and checks, or decoding the
+    whole output with full_verify), and only then rename into place; never a bad output, and
     never over another file unless `replace`. before_rename may record the verified output
-    first, so that a crash right after the rename cannot go unnoticed."""
+    first, so that a crash right after the rename cannot go unnoticed. samples: the source's, read
+    while the chunks encoded (else they are read here)."""
     partial = output.with_name(partial_name(output.name, prepared.work_id))
     try:
-        source = facts.read_facts(prepared.info.path)
+        started = time.monotonic()
+        sampled = samples.result() if samples is not None else None
+        source = sampled.facts if sampled else facts.read_facts(prepared.info.path)
         concat.mux(prepared.info, source, prepared.chunks, prepared.work_dir, partial)
+        muxed = time.monotonic()
         verified = verify.verify_output(prepared.info, source, prepared.chunks, partial,
-                                        crop=prepared.settings.crop)  # fmt: skip
+                                        crop=prepared.settings.crop, work_dir=prepared.work_dir,
+                                        full=full_verify,
+                                        source_pictures=sampled.pictures if sampled else None)  # fmt: skip
+        how = "decoding all of it" if full_verify else "from its segments"
+        log.info("%s: muxed in %.1f s, verified in %.1f s (%s)", output.name, muxed - started,
+                 time.monotonic() - muxed, how)  # fmt: skip
         if before_rename:
             before_rename(verified)
         if not replace:

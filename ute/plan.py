@@ -29,6 +29,11 @@ class Chunk:
         return self.end - self.start
 
 
+def segment_name(chunk_index: int) -> str:
+    """The file a chunk's encode is committed as, in the file's work folder."""
+    return f"{chunk_index:05d}.mkv"
+
+
 @dataclass(frozen=True)
 class ChunkBounds:
     target: int

@@ -5,13 +5,21 @@ the picture's description. Lossy frames can't be compared bit for bit, so the fi
 frame of every chunk are decoded from both files and compared as pictures: a chunk of garbage,
 a shifted chunk or chunks in the wrong order look more like some other place in the source
 than like their own, or like nothing at all.
+
+The output's side of that scales with the swarm: each worker decodes the segment it encoded
+before committing it (check_segment: every frame decodes, and its first and last picture) and
+keeps the check beside it, tied to the segment by a digest of its packets. The coordinator then
+proves the mux from packets alone (every packet of every segment in the output, in order) and
+takes the pictures from the checks, instead of decoding the whole output (`full` still does).
 """
 
 from __future__ import annotations
 
 import bisect
+import hashlib
 import logging
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +27,7 @@ from typing import Any
 
 from ute import compare, facts
 from ute.errors import ProbeError, VerifyError
-from ute.plan import Chunk
+from ute.plan import Chunk, segment_name
 from ute.probe import SourceInfo
 
 log = logging.getLogger(__name__)
@@ -116,6 +124,21 @@ def score_pictures(
     return scores
 
 
+@dataclass(frozen=True)
+class SourceSamples:
+    """What the verifier reads of the source: its facts, and the pictures of each chunk's first
+    and last frame (read while the chunks encode, so that the end of a run need not)."""
+
+    facts: facts.MediaFacts
+    pictures: Mapping[int, Any]
+
+
+def sample_source(source: SourceInfo, chunks: Sequence[Chunk], crop: str | None) -> SourceSamples:
+    source_facts = facts.read_facts(source.path)
+    positions = sorted(sample_positions(chunks))
+    return SourceSamples(source_facts, _source_pictures(source, source_facts.frame_pts, positions, crop))
+
+
 def _source_pictures(
     info: SourceInfo, pts_list: Sequence[int], positions: Sequence[int], crop: str | None
 ) -> dict[int, Any]:
@@ -130,9 +153,12 @@ def _source_pictures(
 
 def verify_output(
     source: SourceInfo, source_facts: facts.MediaFacts, chunks: Sequence[Chunk], output: Path, *,
-    crop: str | None = None,
+    crop: str | None = None, work_dir: Path | None = None, full: bool = False,
+    source_pictures: Mapping[int, Any] | None = None,
 ) -> Verified:  # fmt: skip
-    """Raise VerifyError naming what differs between output and source; nothing is changed."""
+    """Raise VerifyError naming what differs between output and source; nothing is changed. With
+    the work_dir of the segments the output was muxed from (and not full), the output is proved
+    from their packets and checks instead of decoded; source_pictures: sample_source's, if read."""
     name = output.name
     try:
         output_facts = facts.read_facts(output)
@@ -144,14 +170,20 @@ def verify_output(
     found = compare.differences(source_facts, output_facts, compare.Expected(width, height))
 
     samples = sample_positions(chunks)
+    video_index = output_facts.video_index
     try:
-        decoded, output_pictures = facts.decode_all(output, output_facts.video_index, set(samples), shrink)
+        if work_dir is None or full:
+            decoded, output_pictures = facts.decode_all(output, video_index, set(samples), shrink)
+        else:
+            decoded, output_pictures, unlike = _from_segments(output, video_index, chunks, work_dir)
+            found += unlike
     except ProbeError as error:
         raise VerifyError(f"output {name} does not decode: {error}") from error
     if decoded != source.frame_count:
         found.insert(0, compare.Difference("video", "decoded frames", source.frame_count, decoded))
     elif not found:
-        source_pictures = _source_pictures(source, source_facts.frame_pts, sorted(samples), crop)
+        if source_pictures is None:
+            source_pictures = _source_pictures(source, source_facts.frame_pts, sorted(samples), crop)
         missing = sorted(set(samples) - set(source_pictures))
         if missing:
             raise VerifyError(f"{Path(source.path).name}: frames {missing[:5]} of the source do not decode "
@@ -160,3 +192,80 @@ def verify_output(
     if found:
         raise VerifyError(f"output {name} differs from its source: {compare.summary(found)}")
     return Verified(decoded, output_facts.duration_seconds, output.stat().st_size)
+
+
+CHECK_SUFFIX = ".check.npz"
+
+
+@dataclass(frozen=True)
+class SegmentCheck:
+    """What the worker found decoding its segment: frames that decode, the first and last as the
+    verifier compares them, and the digest of the packets it decoded."""
+
+    decoded: int
+    first: Any
+    last: Any
+    packets: bytes
+
+
+def packets_digest(packet_digests: Sequence[bytes]) -> bytes:
+    return hashlib.blake2b(b"".join(packet_digests), digest_size=16).digest()
+
+
+def check_segment(segment: Path, frames: int) -> SegmentCheck:
+    """Decode a segment (its only video stream): raises ProbeError where a frame does not."""
+    decoded, pictures = facts.decode_all(segment, 0, {0, frames - 1}, shrink)
+    return SegmentCheck(decoded, pictures.get(0), pictures.get(frames - 1),
+                        packets_digest(facts.packet_digests(segment, 0)))  # fmt: skip
+
+
+def check_path(segment: Path) -> Path:
+    return segment.with_name(segment.name + CHECK_SUFFIX)
+
+
+def save_check(check: SegmentCheck, path: Path) -> None:
+    """Write the check to path (the worker renames it beside the segment when it commits)."""
+    import numpy
+
+    with path.open("wb") as file:
+        numpy.savez(file, decoded=check.decoded, first=check.first, last=check.last,
+                    packets=numpy.frombuffer(check.packets, dtype=numpy.uint8))  # fmt: skip
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def load_check(path: Path) -> SegmentCheck | None:
+    """The check kept beside a segment, or None when there is none or it does not read."""
+    import numpy
+
+    try:
+        with numpy.load(path, allow_pickle=False) as data:
+            return SegmentCheck(int(data["decoded"]), data["first"], data["last"], data["packets"].tobytes())
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _from_segments(output: Path, video_index: int, chunks: Sequence[Chunk], work_dir: Path
+                   ) -> tuple[int, dict[int, Any], list[compare.Difference]]:  # fmt: skip
+    """The output's decoded frame count and sample pictures from its segments' checks, and how
+    its video packets differ from theirs: reading packets, not decoding them. A segment whose
+    check is missing or is not of it (replaced since) is decoded here."""
+    expected: list[bytes] = []
+    decoded, pictures = 0, {}
+    for chunk in chunks:
+        segment = work_dir / segment_name(chunk.index)
+        digests = facts.packet_digests(segment, 0)
+        check = load_check(check_path(segment))
+        if check is None or check.packets != packets_digest(digests):
+            log.info("%s: no check of its own beside it; decoding it here", segment.name)
+            check = check_segment(segment, chunk.frames)
+        expected += digests
+        decoded += check.decoded
+        pictures.update({chunk.start: check.first, chunk.end - 1: check.last})
+    muxed = facts.packet_digests(output, video_index)
+    if muxed == expected:
+        return decoded, pictures, []
+    first = next((n for n, (a, b) in enumerate(zip(muxed, expected, strict=False)) if a != b),
+                 min(len(muxed), len(expected)))  # fmt: skip
+    where = f"packets as muxed from the segments (from packet {first})"
+    return decoded, pictures, [compare.Difference("video", where, len(expected), len(muxed))]
