@@ -173,3 +173,12 @@ def test_history_and_logs_show_the_files_id(tmp_path: Path) -> None:
     logs = run("ute", "logs", file_id, "--outbox", tmp_path / "outbox", "--redis-url", nobody)
     assert logs.returncode == 0, logs.stderr
     assert logs.stdout.startswith(f"== file {file_id}: movie.mkv\n== chunk 0 "), logs.stdout
+
+
+def test_encode_and_serve_verify_from_segments_unless_told_full() -> None:
+    parser = build_parser()
+    for command in (["encode", "a.mkv", "-o", "b.mkv"], ["serve"]):
+        assert parser.parse_args(command).verify == "segments"
+        assert parser.parse_args([*command, "--verify", "full"]).verify == "full"
+        with pytest.raises(SystemExit):
+            parser.parse_args([*command, "--verify", "none"])
