@@ -18,7 +18,7 @@ import redis
 from rq import get_current_job
 from rq.job import Job
 
-from ute import commands, jobspec, pathmap, probe, runner, state, tools, verify
+from ute import commands, facts, jobspec, pathmap, probe, runner, state, tools, verify
 from ute.errors import EncodeError, ProbeError
 from ute.plan import segment_name
 from ute.settings import EncodeSettings
@@ -157,11 +157,14 @@ def _encode(file: FileSpec, chunk: ChunkSpec, job: Job | None, name: str, hidden
     check_part = part.with_name(part.name + verify.CHECK_SUFFIX)
     with _heartbeat(job), _cleanup_on_failure(part), _cleanup_on_failure(check_part):
         outcome = runner.run(argv, on_progress=report)
-        written = probe.count_frames(part)
-        if written != chunk.frames:
-            raise EncodeError(f"{name}: the encoder wrote {written} of {chunk.frames} frames")
+        try:  # one demux: the frames written (a packet each) and the digests the check keeps
+            digests = facts.packet_digests(part, 0)
+        except (ProbeError, OSError):
+            digests = []  # unreadable: nothing was written
+        if len(digests) != chunk.frames:
+            raise EncodeError(f"{name}: the encoder wrote {len(digests)} of {chunk.frames} frames")
         try:  # what the coordinator would otherwise decode the whole output for
-            check = verify.check_segment(part, chunk.frames)
+            check = verify.check_segment(part, chunk.frames, digests)
         except ProbeError as error:
             raise EncodeError(f"{name}: the segment does not decode: {error}") from None
         if check.decoded != chunk.frames:

@@ -215,11 +215,11 @@ def packets_digest(packet_digests: Sequence[bytes]) -> bytes:
     return hashlib.blake2b(b"".join(packet_digests), digest_size=16).digest()
 
 
-def check_segment(segment: Path, frames: int) -> SegmentCheck:
-    """Decode a segment (its only video stream): raises ProbeError where a frame does not."""
+def check_segment(segment: Path, frames: int, packet_digests: Sequence[bytes]) -> SegmentCheck:
+    """Decode a segment (its only video stream), whose packets' digests the caller has read:
+    raises ProbeError where a frame does not decode."""
     decoded, pictures = facts.decode_all(segment, 0, {0, frames - 1}, shrink)
-    return SegmentCheck(decoded, pictures.get(0), pictures.get(frames - 1),
-                        packets_digest(facts.packet_digests(segment, 0)))  # fmt: skip
+    return SegmentCheck(decoded, pictures.get(0), pictures.get(frames - 1), packets_digest(packet_digests))
 
 
 def check_path(segment: Path) -> Path:
@@ -261,7 +261,7 @@ def _from_segments(output: Path, video_index: int, chunks: Sequence[Chunk], work
         check = load_check(check_path(segment))
         if check is None or check.packets != packets_digest(digests):
             log.info("%s: no check of its own beside it; decoding it here", segment.name)
-            check = check_segment(segment, chunk.frames)
+            check = check_segment(segment, chunk.frames, digests)
         expected += digests
         decoded += check.decoded
         pictures.update({chunk.start: check.first, chunk.end - 1: check.last})
