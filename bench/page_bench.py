@@ -12,28 +12,19 @@ and what each costs of one core at one request a second.
 
 from __future__ import annotations
 
-import argparse
 import json
-import tempfile
 import time
-from pathlib import Path
 
-from poll_bench import film_midway, timed
+from poll_bench import film_arguments, midway_in_private_redis, timed
 
 from ute import pagedata, snapshot, state
-from ute.redis_server import private_redis
 
 REQUESTS_PER_SECOND = 1  # the page's poll
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chunks", type=int, default=719)
-    parser.add_argument("--looks", type=int, default=40)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder_name, private_redis(Path(folder_name) / "redis") as url:
-        connection = state.connect(url)
-        film = film_midway(connection, Path(folder_name), args.chunks)
+    args = film_arguments(__doc__ or "")
+    with midway_in_private_redis(args.chunks) as (connection, film):
         state.save_file_record(connection, "0123456789abcdef", source="/videos/film.mkv", state="encoding",
                                queue=state.QUEUE_LOW, work_id=film.work_id,
                                chunk_frames=[chunk.frames for chunk in film.chunks])  # fmt: skip

@@ -13,12 +13,13 @@ costs of one core at two looks a second.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import redis
@@ -65,14 +66,25 @@ def film_midway(connection: redis.Redis, folder: Path, chunk_count: int) -> pipe
     return film
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def film_arguments(description: str) -> argparse.Namespace:
+    """--chunks (a 2-hour film's 719) and --looks (the median of how many)."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=719)
     parser.add_argument("--looks", type=int, default=40)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+@contextlib.contextmanager
+def midway_in_private_redis(chunk_count: int) -> Iterator[tuple[redis.Redis, pipeline.PreparedFile]]:
+    """A private Redis with film_midway in it, for as long as the block runs."""
     with tempfile.TemporaryDirectory() as folder_name, private_redis(Path(folder_name) / "redis") as url:
         connection = state.connect(url)
-        film = film_midway(connection, Path(folder_name), args.chunks)
+        yield connection, film_midway(connection, Path(folder_name), chunk_count)
+
+
+def main() -> None:
+    args = film_arguments(__doc__ or "")
+    with midway_in_private_redis(args.chunks) as (connection, film):
         chunks = film.chunks
 
         def baseline() -> object:
