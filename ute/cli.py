@@ -18,6 +18,7 @@ from ute.history import find_history
 
 if TYPE_CHECKING:
     from ute.settings import EncodeSettings
+    from ute.transfer import ServerOptions
 
 log = logging.getLogger("ute")
 
@@ -73,7 +74,7 @@ def run_encode(args: argparse.Namespace) -> int:
     try:
         report = encode_file(args.source, args.output, _encode_settings(args), workers=args.workers,
                              redis_url=args.redis_url, force=args.force, stop=signals.stop,
-                             full_verify=args.verify == VERIFY_FULL)  # fmt: skip
+                             full_verify=args.verify == VERIFY_FULL, network=_chunk_server(args))  # fmt: skip
     finally:
         if signals.abort.is_set():
             exit_now()
@@ -82,6 +83,19 @@ def run_encode(args: argparse.Namespace) -> int:
              report.source.name, report.seconds, report.fps, report.chunks, report.frames,
              change, report.output)  # fmt: skip
     return 0
+
+
+def _chunk_server(args: argparse.Namespace) -> ServerOptions:
+    from ute.transfer import ServerOptions, check_base_url
+
+    if args.advertise_url:
+        try:
+            check_base_url(args.advertise_url)
+        except ValueError as error:
+            raise UteError(f"--advertise-url {args.advertise_url}: {error}; give http(s)://HOST:PORT"
+                           ) from None  # fmt: skip
+    return ServerOptions(not args.no_chunk_server, args.chunk_server_host, args.chunk_server_port,
+                         args.advertise_url)  # fmt: skip
 
 
 def _encode_settings(args: argparse.Namespace) -> EncodeSettings:
@@ -112,7 +126,8 @@ def run_serve(args: argparse.Namespace) -> int:
     signals = StopSignals("ute serve", "finishing the running chunks and files being muxed, then stopping")
     signals.install()
     serve(options, workers=args.workers, redis_url=args.redis_url, redis_port=args.redis_port,
-          redis_bind=args.redis_bind, stop=signals.stop, abort=signals.abort)  # fmt: skip
+          redis_bind=args.redis_bind, stop=signals.stop, abort=signals.abort,
+          network=_chunk_server(args))  # fmt: skip
     if signals.abort.is_set():
         exit_now()
     return 0

@@ -42,6 +42,22 @@ def _add_redis_url(parser: argparse.ArgumentParser) -> None:
                         f"Redis of `ute serve`, {defaults.DEFAULT_REDIS_URL})")  # fmt: skip
 
 
+def _add_chunk_server(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "chunk server", "Workers that cannot see the coordinator's folders read each chunk's part of "
+        "the source and send its segment back over HTTP(S), with a token valid for one file.")
+    group.add_argument("--chunk-server-host", metavar="ADDR",
+                       help="address it listens on (default: where Redis listens, as this machine "
+                            "reaches it)")  # fmt: skip
+    group.add_argument("--chunk-server-port", type=int, default=defaults.DEFAULT_CHUNK_SERVER_PORT,
+                       metavar="PORT", help="(default: %(default)s, or a free port if that one is taken)")
+    group.add_argument("--advertise-url", metavar="URL",
+                       help="http(s)://HOST:PORT as workers reach it, where that is not the address it "
+                            "listens on (a NAT, a container)")  # fmt: skip
+    group.add_argument("--no-chunk-server", action="store_true",
+                       help="serve no chunks: every worker must see the shared folder")
+
+
 def _add_verify(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify", choices=defaults.VERIFY_MODES, default=defaults.VERIFY_SEGMENTS,
                         help="how the output is proved: from its segments' packets and what the workers "
@@ -88,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "private one on 127.0.0.1)")  # fmt: skip
     encode_parser.add_argument("--force", action="store_true", help="replace an existing OUTPUT")
     _add_verify(encode_parser)
+    _add_chunk_server(encode_parser)
     _add_encode_options(encode_parser)
 
     serve_parser = commands.add_parser(
@@ -125,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                               metavar="S", help="an incomplete or unreadable file is refused only "
                               "after staying unchanged this long (default: %(default)g)")  # fmt: skip
     _add_verify(serve_parser)
+    _add_chunk_server(serve_parser)
     serve_parser.add_argument("--done-action", choices=defaults.DONE_ACTIONS, default="move",
                               help="what happens to a source after its output is verified: move "
                                    "it to INBOX/done/, delete it, or keep it (default: move)")  # fmt: skip

@@ -52,6 +52,27 @@ class ChunkInput:
 
 
 @dataclass(frozen=True)
+class RemoteSource:
+    """A source a worker reads from the coordinator over HTTP(S) (see ute.transfer)."""
+
+    url: str
+    headers: tuple[tuple[str, str], ...]  # the file's token, and who asks for which chunk
+    request_bytes: int  # ffmpeg asks for ranges of this size, on one kept-alive connection
+    probe_request_bytes: int  # and of this size while it reads the container's header and index
+    ca_file: str | None = None  # https: the authority to check the coordinator's certificate with
+
+    def input_options(self) -> list[str]:
+        # Only the protocols an http(s) URL needs: a demuxer that names other resources gets nothing else.
+        options = ["-protocol_whitelist", "http,https,tcp,tls",
+                   "-headers", "".join(f"{name}: {value}\r\n" for name, value in self.headers),
+                   "-multiple_requests", "1", "-request_size", str(self.request_bytes),
+                   "-initial_request_size", str(self.probe_request_bytes)]  # fmt: skip
+        if self.ca_file:
+            options += ["-tls_verify", "1", "-ca_file", self.ca_file]
+        return options
+
+
+@dataclass(frozen=True)
 class Segment:
     name: str  # a plain file name in the concat list's own folder
     duration_seconds: float | None  # exact time to the next segment; None for the last
@@ -81,7 +102,7 @@ def x265_params(settings: EncodeSettings) -> str:
 
 def encode_chunk(
     ffmpeg: str,
-    source: PurePath,
+    source: PurePath | RemoteSource,
     video_index: int,
     chunk: ChunkInput,
     settings: EncodeSettings,
@@ -105,7 +126,7 @@ def encode_chunk(
     return [
         ffmpeg, *COMMON,
         "-copyts", "-noaccurate_seek", "-noautorotate", *seek,
-        *LOCAL_INPUT, "-i", file_url(source),
+        *_input(source),
         "-map", f"0:{video_index}",
         "-vf", ",".join(filters),
         "-frames:v", str(chunk.frames),
@@ -117,6 +138,12 @@ def encode_chunk(
         "-x265-params", x265_params(settings),
         "-f", "matroska", "-y", file_url(output),
     ]  # fmt: skip
+
+
+def _input(source: PurePath | RemoteSource) -> list[str]:
+    if isinstance(source, RemoteSource):
+        return [*source.input_options(), "-i", source.url]
+    return [*LOCAL_INPUT, "-i", file_url(source)]
 
 
 def concat_list(segments: Sequence[Segment]) -> str:

@@ -18,6 +18,8 @@ REDIS_URL_FORMS = "redis://HOST:PORT/DB, rediss://… or unix:///path/to/socket"
 
 DEFAULT_LOCAL_WORKERS = 2
 DEFAULT_DASHBOARD_PORT = 9181
+# The coordinator's chunk server, for workers without the shared folder (a free port if taken).
+DEFAULT_CHUNK_SERVER_PORT = 9183
 
 DEFAULT_CONFIG_NAME = "ute.toml"
 # Work in progress, beside the output (`ute encode`) or in the outbox (`ute serve`).

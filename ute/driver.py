@@ -20,6 +20,7 @@ import redis
 from rq.job import Job
 
 from ute import control, farm, monitor, pipeline, state, submit
+from ute.chunkserver import ChunkServer, Offered
 from ute.lifecycle import Action, Event, FileState, transition
 from ute.pipeline import PreparedFile
 from ute.progress import ChunkLook, ChunkProgress
@@ -72,8 +73,9 @@ class Owner(Protocol):
 
 class Driver:
     def __init__(self, connection: redis.Redis, owner: Owner, disks: farm.DiskGuard,
-                 helpers: ThreadPoolExecutor) -> None:  # fmt: skip
+                 helpers: ThreadPoolExecutor, chunk_server: ChunkServer | None = None) -> None:  # fmt: skip
         self.connection = connection
+        self.chunk_server = chunk_server  # for workers without the shared folder
         self.owner = owner
         self.disks = disks
         self.helpers = helpers  # preparing and finishing take seconds to minutes: never in the loop
@@ -205,6 +207,7 @@ class Driver:
         if run.hold_when_prepared:
             run.hold_when_prepared = False
             self.carry_out(run, Action.HOLD_CHUNKS)
+        self._offer(run.prepared, again=True)  # a Redis restart replays only what reached its disk
         look = pipeline.check_chunks(self.connection, run.prepared, run.queue, run.done_chunks)
         progress = run.progress = look.progress
         if progress.missing:
@@ -228,6 +231,8 @@ class Driver:
         self.carry_out(run, *step.actions)
         if step.state.terminal:
             self.runs.pop(run.file_id, None)
+            if self.chunk_server and run.prepared:
+                self.chunk_server.withdraw(run.prepared.work_id)
         if changed:
             self._record(run)
 
@@ -245,6 +250,11 @@ class Driver:
         if run.output is not None and run.state is FileState.DONE:
             fields["output"] = str(run.output)
         state.finish_file_record(self.connection, run.file_id, run.state, control="", move_to="", **fields)
+
+    def _offer(self, prepared: PreparedFile, *, again: bool = False) -> None:
+        if self.chunk_server:
+            offered = Offered(Path(prepared.info.path), prepared.work_dir, len(prepared.chunks))
+            self.chunk_server.offer(prepared.work_id, offered, again=again)
 
     def _in_helper(self, work: Callable[[], Any]) -> Future[Any]:
         future = self.helpers.submit(work)
@@ -265,6 +275,8 @@ class Driver:
             control.take_off_queue(self.connection, *chunks, stop_running=True)
         elif action is Action.CLEAR_CHUNKS and chunks:
             submit.clear_chunks(self.connection, *chunks)
+        elif action is Action.OFFER_CHUNKS and run.prepared:
+            self._offer(run.prepared)
         elif action is Action.SAMPLE_SOURCE and run.prepared and run.sampling is None:
             run.sampling = self.helpers.submit(pipeline.sample_source, run.prepared)
         elif action is Action.START_FINISHING:

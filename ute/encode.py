@@ -17,6 +17,7 @@ import redis
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ute import config, farm, pipeline, state, submit
+from ute.chunkserver import chunk_server
 from ute.defaults import WORK_DIR_NAME
 from ute.driver import Driver, FileRun
 from ute.errors import EncodeError, StoppedError, UteError
@@ -26,6 +27,7 @@ from ute.logsetup import console
 from ute.probe import probe
 from ute.redis_server import private_redis
 from ute.settings import EncodeSettings
+from ute.transfer import ServerOptions
 from ute.verify import Verified
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ def encode_file(
     force: bool = False,
     stop: threading.Event | None = None,
     full_verify: bool = False,
+    network: ServerOptions | None = None,
 ) -> EncodeReport:
     """Encode source into output through rq workers; raise UteError unless verified. Once stop is
     set, queued chunks leave the queue, local workers finish their running ones, and StoppedError
@@ -82,17 +85,21 @@ def encode_file(
              len(prepared.chunks), prepared.file_id)  # fmt: skip
     stop = stop or threading.Event()
     run = FileRun(prepared.file_id, source, state.QUEUE_LOW, output=output)
-    with _redis(redis_url, prepared.work_dir) as url, \
-            local_workers(url, workers, prepared.work_dir) as local, \
-            ThreadPoolExecutor(1, thread_name_prefix="ute-file") as helpers, \
-            _progress_bar(prepared) as show_progress:  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(_redis(redis_url, prepared.work_dir))
+        local = stack.enter_context(local_workers(url, workers, prepared.work_dir))
+        helpers = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="ute-file"))
+        show_progress = stack.enter_context(_progress_bar(prepared))
         connection = state.connect(url)
+        # Its secret in the file's own work folder: it outlives an interrupted run, not a finished one.
+        server = stack.enter_context(chunk_server(connection, url, prepared.work_dir,
+                                                  network or ServerOptions()))  # fmt: skip
         submit.clear_chunks(connection, prepared.work_id, len(prepared.chunks))  # an earlier run's
         if workers == 0:
             log.info("waiting for workers: start `ute-worker --redis-url %s` on any machine",
                      state.redacted(url))  # fmt: skip
         disks = farm.DiskGuard(connection, [prepared.work_dir, output.parent])
-        driver = Driver(connection, _OneFile(force, full_verify), disks, helpers)
+        driver = Driver(connection, _OneFile(force, full_verify), disks, helpers, server)
         driver.add(run, lambda: prepared, frames_total=info.frame_count)
 
         def before_step() -> None:

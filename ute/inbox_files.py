@@ -23,6 +23,7 @@ from pathlib import Path
 import redis
 
 from ute import chunklogs, config, control, farm, pipeline, plugins, state
+from ute.chunkserver import ChunkServer
 from ute.defaults import DEFAULT_PLUGIN_TIMEOUT_SECONDS, DEFAULT_SETTLE_SECONDS, DEFAULT_STALL_SECONDS
 from ute.driver import Driver, FileRun, keep_going_until
 from ute.history import (
@@ -61,7 +62,8 @@ class ServeOptions:
 
 
 class InboxFiles:
-    def __init__(self, options: ServeOptions, connection: redis.Redis, history: History) -> None:
+    def __init__(self, options: ServeOptions, connection: redis.Redis, history: History,
+                 chunk_server: ChunkServer | None = None) -> None:  # fmt: skip
         self.options = options
         self.connection = connection
         self.history = history
@@ -70,7 +72,7 @@ class InboxFiles:
         self.cancelled_sources: dict[Path, str] = {}  # left in the inbox by `ute cancel`: their ids
         self.helpers = ThreadPoolExecutor(HELPER_THREADS, thread_name_prefix="ute-file")
         disks = farm.DiskGuard(connection, [options.work_root, options.outbox])
-        self.driver = Driver(connection, self, disks, self.helpers)
+        self.driver = Driver(connection, self, disks, self.helpers, chunk_server)
 
     def run(
         self, stop: threading.Event, *, until: Callable[[], bool] | None = None,

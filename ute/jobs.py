@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -18,7 +19,7 @@ import redis
 from rq import get_current_job
 from rq.job import Job
 
-from ute import commands, facts, jobspec, pathmap, probe, runner, state, tools, verify
+from ute import chunkclient, commands, facts, jobspec, pathmap, probe, runner, state, tools, transfer, verify
 from ute.errors import EncodeError, ProbeError
 from ute.plan import segment_name
 from ute.settings import EncodeSettings
@@ -137,44 +138,115 @@ def encode(
 def _encode(file: FileSpec, chunk: ChunkSpec, job: Job | None, name: str, hidden: jobspec.Hidden
             ) -> dict[str, Any]:  # fmt: skip
     segment = Path(file.work_dir) / segment_name(chunk.index)
-    if segment.exists() and probe.count_frames(segment) == chunk.frames:
+    way = _way(file, chunk, job, name)
+    if isinstance(way, SharedFolder) and segment.exists() and probe.count_frames(segment) == chunk.frames:
         log.info("%s: segment already done, reusing it", name)
-        _record_segment(job, chunk, segment, reused=True)
-        return _result(chunk, segment, seconds=0.0, reused=True, log_lines=("segment reused",))
+        _record_segment(job, chunk, segment.stat().st_size, reused=True)
+        return _result(chunk, segment.stat().st_size, seconds=0.0, reused=True, log_lines=("segment reused",))
 
     attempt = uuid.uuid4().hex
     chunk_key = state.chunk_key(chunk.work_id, chunk.index)
     if job is not None:
         state.claim_chunk(job.connection, chunk_key, attempt)
-    # A per-attempt name: a late attempt can never write into another attempt's file.
-    part = segment.with_name(f"{segment.name}.{attempt[:8]}.part")
-    argv = commands.encode_chunk(
-        tools.ffmpeg(), Path(file.source), file.video_index, chunk.input,
-        EncodeSettings.from_json(file.settings), part,
-    )  # fmt: skip
     started = time.monotonic()
     report = _ProgressReporter(job)
-    check_part = part.with_name(part.name + verify.CHECK_SUFFIX)
-    with _heartbeat(job), _cleanup_on_failure(part), _cleanup_on_failure(check_part):
-        outcome = runner.run(argv, on_progress=report)
-        try:  # one demux: the frames written (a packet each) and the digests the check keeps
-            digests = facts.packet_digests(part, 0)
-        except (ProbeError, OSError):
-            digests = []  # unreadable: nothing was written
-        if len(digests) != chunk.frames:
-            raise EncodeError(f"{name}: the encoder wrote {len(digests)} of {chunk.frames} frames")
-        try:  # what the coordinator would otherwise decode the whole output for
-            check = verify.check_segment(part, chunk.frames, digests)
-        except ProbeError as error:
-            raise EncodeError(f"{name}: the segment does not decode: {error}") from None
-        if check.decoded != chunk.frames:
-            raise EncodeError(f"{name}: {check.decoded} of the encoder's {chunk.frames} frames decode")
-        verify.save_check(check, check_part)
-        _commit(job, chunk_key, attempt, {check_part: verify.check_path(segment), part: segment}, name)
+    with way.folder() as folder:
+        # A per-attempt name: a late attempt can never write into another attempt's file.
+        part = folder / f"{segment.name}.{attempt[:8]}.part"
+        check_part = part.with_name(part.name + verify.CHECK_SUFFIX)
+        argv = commands.encode_chunk(tools.ffmpeg(), way.source(file, chunk), file.video_index, chunk.input,
+                                     EncodeSettings.from_json(file.settings), part)  # fmt: skip
+        with _heartbeat(job), _cleanup_on_failure(part), _cleanup_on_failure(check_part):
+            outcome = runner.run(argv, on_progress=report)
+            _check_segment(part, check_part, chunk, name)
+            size = part.stat().st_size
+            way.commit(job, chunk, chunk_key, attempt, part, check_part, name)
     report.count_frames(chunk.frames)
-    _record_segment(job, chunk, segment)
-    return _result(chunk, segment, seconds=time.monotonic() - started, reused=False,
+    _record_segment(job, chunk, size)
+    return _result(chunk, size, seconds=time.monotonic() - started, reused=False,
                    log_lines=[hidden.scrub(line) for line in outcome.stderr_tail])  # fmt: skip
+
+
+def _check_segment(part: Path, check_part: Path, chunk: ChunkSpec, name: str) -> None:
+    """The segment holds and decodes to exactly the chunk's frames; what the coordinator would
+    otherwise decode the whole output for is kept beside it."""
+    try:  # one demux: the frames written (a packet each) and the digests the check keeps
+        digests = facts.packet_digests(part, 0)
+    except (ProbeError, OSError):
+        digests = []  # unreadable: nothing was written
+    if len(digests) != chunk.frames:
+        raise EncodeError(f"{name}: the encoder wrote {len(digests)} of {chunk.frames} frames")
+    try:
+        check = verify.check_segment(part, chunk.frames, digests)
+    except ProbeError as error:
+        raise EncodeError(f"{name}: the segment does not decode: {error}") from None
+    if check.decoded != chunk.frames:
+        raise EncodeError(f"{name}: {check.decoded} of the encoder's {chunk.frames} frames decode")
+    verify.save_check(check, check_part)
+
+
+def _way(file: FileSpec, chunk: ChunkSpec, job: Job | None, name: str) -> SharedFolder | OverNetwork:
+    """The shared folder when this machine sees the coordinator's work folder (directly or mapped),
+    else the network; noted for `ute status`."""
+    if job is None or _sees(file):
+        way: SharedFolder | OverNetwork = SharedFolder(Path(file.work_dir))
+    else:
+        worker = job.worker_name or socket.gethostname()
+        way = OverNetwork(chunkclient.coordinator_for(job.connection, chunk.work_id, worker, name))
+        log.info("%s: no shared folder here; over the network from %s", name, way.coordinator.ticket.url)
+    if job is not None and job.worker_name:
+        with contextlib.suppress(redis.exceptions.RedisError):
+            state.note_worker_input(job.connection, job.worker_name, way.input)
+    return way
+
+
+def _sees(file: FileSpec) -> bool:
+    """Whether this machine writes into the file's work folder: a share that holds the work folder
+    holds the source too (a source missing there is a failure to report, not a reason to switch)."""
+    return os.path.isdir(file.work_dir) and os.access(file.work_dir, os.W_OK | os.X_OK)
+
+
+@dataclass(frozen=True)
+class SharedFolder:
+    """The source read where it is; the segment written into the work folder and renamed into place."""
+
+    work_dir: Path
+    input = transfer.INPUT_SHARED_FOLDER
+
+    @contextlib.contextmanager
+    def folder(self) -> Iterator[Path]:
+        yield self.work_dir
+
+    def source(self, file: FileSpec, chunk: ChunkSpec) -> Path:
+        return Path(file.source)
+
+    def commit(self, job: Job | None, chunk: ChunkSpec, chunk_key: str, attempt: str, part: Path,
+               check_part: Path, name: str) -> None:  # fmt: skip
+        segment = self.work_dir / segment_name(chunk.index)
+        _commit(job, chunk_key, attempt, {check_part: verify.check_path(segment), part: segment}, name)
+
+
+@dataclass(frozen=True)
+class OverNetwork:
+    """The source read from the coordinator in byte ranges; the segment encoded in a folder of this
+    worker's own and sent back for the coordinator to commit behind the same fence."""
+
+    coordinator: chunkclient.Coordinator
+    input = transfer.INPUT_NETWORK
+
+    @contextlib.contextmanager
+    def folder(self) -> Iterator[Path]:
+        with tempfile.TemporaryDirectory(prefix="ute-chunk-") as folder:
+            yield Path(folder)
+
+    def source(self, file: FileSpec, chunk: ChunkSpec) -> commands.RemoteSource:
+        return self.coordinator.source(chunk.work_id, chunk.index)
+
+    def commit(self, job: Job | None, chunk: ChunkSpec, chunk_key: str, attempt: str, part: Path,
+               check_part: Path, name: str) -> None:  # fmt: skip
+        chunkclient.send_segment(
+            self.coordinator, chunk.work_id, chunk.index, attempt, part, check_part, name
+        )
 
 
 def _commit(job: Job | None, chunk: str, attempt: str, renames: dict[Path, Path], name: str) -> None:
@@ -226,13 +298,13 @@ def _heartbeat(job: Job | None) -> Iterator[None]:
 
 
 def _result(
-    chunk: ChunkSpec, segment: Path, *, seconds: float, reused: bool, log_lines: Sequence[str]
+    chunk: ChunkSpec, size: int, *, seconds: float, reused: bool, log_lines: Sequence[str]
 ) -> dict[str, Any]:
     """The job's return value, which rq keeps: timings, where it ran, and the encoder's log."""
     return {
         "index": chunk.index,
         "frames": chunk.frames,
-        "bytes": segment.stat().st_size,
+        "bytes": size,
         "seconds": round(seconds, 3),
         "fps": round(chunk.frames / seconds, 2) if seconds > 0 else 0.0,
         "host": socket.gethostname(),
@@ -241,13 +313,13 @@ def _result(
     }
 
 
-def _record_segment(job: Job | None, chunk: ChunkSpec, segment: Path, *, reused: bool = False) -> None:
+def _record_segment(job: Job | None, chunk: ChunkSpec, size: int, *, reused: bool = False) -> None:
     """The committed segment's size and who encoded it, for the dashboard; a reused segment's
     facts stay those of the worker that encoded it. Never fails the chunk."""
     if job is None:
         return
-    with contextlib.suppress(redis.exceptions.RedisError, OSError):
-        facts = {"bytes": segment.stat().st_size, "worker": job.worker_name, "host": socket.gethostname()}
+    with contextlib.suppress(redis.exceptions.RedisError):
+        facts = {"bytes": size, "worker": job.worker_name, "host": socket.gethostname()}
         state.record_segment(job.connection, chunk.work_id, chunk.index, facts, only_if_missing=reused)
 
 

@@ -51,6 +51,7 @@ class Action(StrEnum):
     HOLD_CHUNKS = "take its queued chunks off the queue"  # running ones finish
     STOP_CHUNKS = "stop its running chunks"
     CLEAR_CHUNKS = "drop its chunk jobs"
+    OFFER_CHUNKS = "serve its source and take its segments back over HTTP (workers without the share)"
     SAMPLE_SOURCE = "read what the verifier needs of the source while the chunks encode, in a helper thread"
     START_FINISHING = "mux, verify and run the post plugins, in a helper thread"
     RECORD_DONE = "record it done; the source goes where --done-action says"
@@ -72,7 +73,7 @@ _HOLD = (Action.HOLD_CHUNKS,)
 
 TABLE: dict[tuple[FileState, Event], Transition] = {
     # The driver's next look queues every chunk without a job.
-    (Q, Event.PREPARED): Transition(E, (Action.SAMPLE_SOURCE,)),
+    (Q, Event.PREPARED): Transition(E, (Action.OFFER_CHUNKS, Action.SAMPLE_SOURCE)),
     (Q, Event.PAUSE): Transition(P),
     (Q, Event.CANCEL): _CANCELLED,
     (Q, Event.NO_ROOM): Transition(Q),

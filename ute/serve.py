@@ -7,6 +7,7 @@ import logging
 import threading
 
 from ute import farm, pipeline, runner, state
+from ute.chunkserver import chunk_server
 from ute.defaults import DEFAULT_REDIS_BIND, DEFAULT_REDIS_PORT
 from ute.errors import UteError
 from ute.history import HISTORY_FILE_NAME, History
@@ -15,6 +16,7 @@ from ute.inbox_files import InboxFiles, ServeOptions
 from ute.localworkers import abort as abort_local_workers
 from ute.localworkers import local_workers, replace_dead
 from ute.redis_server import private_redis_server
+from ute.transfer import ServerOptions
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ def serve(
     redis_bind: str = DEFAULT_REDIS_BIND,
     stop: threading.Event | None = None,
     abort: threading.Event | None = None,
+    network: ServerOptions | None = None,
 ) -> None:
     """Run the service until stop is set, then coast down (finish running chunks) unless abort
     is set too. The CLI sets stop on the first SIGTERM or Ctrl-C and abort on the second."""
@@ -55,7 +58,11 @@ def serve(
         log.info("Redis: %s  (remote workers: ute-worker --redis-url %s)", shown, shown)
         worker_logs = options.work_root / "logs"
         processes = stack.enter_context(local_workers(redis_url, workers, worker_logs))
-        service = InboxFiles(options, state.connect(redis_url), history)
+        connection = state.connect(redis_url)
+        server = stack.enter_context(chunk_server(connection, redis_url, options.work_root,
+                                                  network or ServerOptions(),
+                                                  redis_bind if private else None))  # fmt: skip
+        service = InboxFiles(options, connection, history, server)
         url = redis_url
 
         def supervise() -> None:

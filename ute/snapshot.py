@@ -29,7 +29,8 @@ def snapshot(connection: redis.Redis, *, chunk_maps: bool = False) -> dict[str, 
     running = [facts["job"] for facts in live if facts.get("job")] if detailed else []
     jobs = dict(zip(running, Job.fetch_many(running, connection=connection, serializer=JSONSerializer),
                     strict=True))  # one round trip for all workers' chunks
-    workers = [_worker(facts, jobs.get(facts.get("job") or "")) for facts in live]
+    moved = state.workers_moved(connection, [str(facts["name"]) for facts in live])
+    workers = [_worker(facts, jobs.get(facts.get("job") or ""), moved[facts["name"]]) for facts in live]
     swarm_fps = round(sum(worker["fps"] for worker in workers), 2)
     files = [_file(connection, file_id, record, detailed, chunk_maps)
              for file_id, record in state.file_records(connection)]  # fmt: skip
@@ -38,8 +39,9 @@ def snapshot(connection: redis.Redis, *, chunk_maps: bool = False) -> dict[str, 
             "queue_eta_seconds": _queue_eta(files, swarm_fps)}  # fmt: skip
 
 
-def _worker(facts: dict[str, Any], job: Job | None) -> dict[str, Any]:
-    """One live worker, with the chunk job it is running (None when idle)."""
+def _worker(facts: dict[str, Any], job: Job | None, moved: dict[str, Any]) -> dict[str, Any]:
+    """One live worker, with the chunk job it is running (None when idle), how it reads sources
+    and writes segments, and the bytes it moved over the network."""
     chunk = None
     fps = 0.0
     if job is not None:
@@ -56,7 +58,9 @@ def _worker(facts: dict[str, Any], job: Job | None) -> dict[str, Any]:
         "fps": round(fps, 2),
         "cpu_percent": facts.get("cpu_percent"),
         "memory_bytes": facts.get("memory_bytes"),
-        "input": facts.get("input"),
+        "input": moved["input"],
+        "bytes_sent": moved["bytes_sent"],
+        "bytes_received": moved["bytes_received"],
     }
 
 

@@ -26,6 +26,18 @@ STATE_STYLES = {"encoding": "cyan", "queued": "dim", "muxing": "magenta", "done"
                 "failed": "red", "busy": "cyan", "idle": "dim"}  # fmt: skip
 
 
+def input_text(worker: dict[str, Any]) -> str:
+    """How a worker reads and writes: "shared folder", or "network" with the bytes it moved."""
+    how = worker.get("input") or ""
+    if how != "network":
+        return how
+    return f"network ↓{megabytes(worker.get('bytes_sent'))} ↑{megabytes(worker.get('bytes_received'))}"
+
+
+def megabytes(count: int | None) -> str:
+    return f"{(count or 0) / 1e6:.1f} MB"
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -66,6 +78,7 @@ def render(snap: dict[str, Any]) -> Group:
     workers.add_column("fps", justify="right", width=6)
     workers.add_column("CPU", justify="right", width=6)
     workers.add_column("mem", justify="right", width=7)
+    workers.add_column("input", ratio=1, no_wrap=True, overflow="ellipsis")
     for worker in snap["workers"]:
         chunk = worker["chunk"]
         where = (f"#{chunk['index']} {chunk['frames_done']}/{chunk['frames']}" if chunk
@@ -73,7 +86,7 @@ def render(snap: dict[str, Any]) -> Group:
         workers.add_row(
             worker["name"], worker["host"], where, f"{worker['fps']:.1f}" if chunk else "",
             f"{worker['cpu_percent']:.0f}%" if worker.get("cpu_percent") is not None else "",
-            f"{(worker.get('memory_bytes') or 0) / 2**20:.0f}M",
+            f"{(worker.get('memory_bytes') or 0) / 2**20:.0f}M", input_text(worker),
         )  # fmt: skip
     if not snap["jobs"]:
         files = Text("no files: drop videos into the inbox", "dim")  # type: ignore[assignment]

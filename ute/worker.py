@@ -94,7 +94,7 @@ class UteWorker(Worker):
                 job_id = self.get_current_job_id()
                 state.announce_worker(self.connection, self.name, {
                     "name": self.name, "host": host, "pid": os.getpid(), "job": job_id,
-                    "cpu_percent": round(cpu, 1), "memory_bytes": memory, "input": INPUT_SHARED_FOLDER,
+                    "cpu_percent": round(cpu, 1), "memory_bytes": memory
                 })  # fmt: skip
             self._presence_stop.wait(PRESENCE_SECONDS)
 
@@ -155,8 +155,6 @@ class UteWorker(Worker):
 
 
 PRESENCE_SECONDS = 1.0
-# How a worker reads sources and writes segments (the only way, until workers can do without a share).
-INPUT_SHARED_FOLDER = "shared folder"
 
 
 def _tree_usage(known: dict[int, psutil.Process]) -> tuple[float, int]:

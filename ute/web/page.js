@@ -141,6 +141,12 @@ function drawFiles(files) {
   document.getElementById("no-files").hidden = files.length > 0;
 }
 
+// "shared folder", or "network" with the bytes the coordinator sent it and got back.
+function inputText(worker) {
+  if (worker.input !== "network") return worker.input ?? "–";
+  return `network · ↓${bytes(worker.bytes_sent)} ↑${bytes(worker.bytes_received)}`;
+}
+
 function drawWorkers(workers, files) {
   const names = new Map(files.map((file) => [file.id, file.name]));
   const body = document.querySelector("#workers tbody");
@@ -154,7 +160,7 @@ function drawWorkers(workers, files) {
       el("td", { class: "num" }, worker.fps ? number(worker.fps) : "–"),
       el("td", { class: "num" }, worker.cpu_percent == null ? "–" : `${Math.round(worker.cpu_percent)}%`),
       el("td", { class: "num" }, bytes(worker.memory_bytes)),
-      el("td", {}, worker.input ?? "–"));
+      el("td", {}, inputText(worker)));
   }));
   document.getElementById("no-workers").hidden = workers.length > 0;
 }
