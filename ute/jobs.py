@@ -160,11 +160,13 @@ def _encode(file: FileSpec, chunk: ChunkSpec, job: Job | None, name: str, hidden
             outcome = runner.run(argv, on_progress=report)
             _check_segment(part, check_part, chunk, name)
             size = part.stat().st_size
+            committing = time.monotonic()
             way.commit(job, chunk, chunk_key, attempt, part, check_part, name)
     report.count_frames(chunk.frames)
     _record_segment(job, chunk, size)
     return _result(chunk, size, seconds=time.monotonic() - started, reused=False,
-                   log_lines=[hidden.scrub(line) for line in outcome.stderr_tail])  # fmt: skip
+                   log_lines=[hidden.scrub(line) for line in outcome.stderr_tail],
+                   commit_seconds=time.monotonic() - committing, way_in=way.input)  # fmt: skip
 
 
 def _check_segment(part: Path, check_part: Path, chunk: ChunkSpec, name: str) -> None:
@@ -298,7 +300,8 @@ def _heartbeat(job: Job | None) -> Iterator[None]:
 
 
 def _result(
-    chunk: ChunkSpec, size: int, *, seconds: float, reused: bool, log_lines: Sequence[str]
+    chunk: ChunkSpec, size: int, *, seconds: float, reused: bool, log_lines: Sequence[str],
+    commit_seconds: float = 0.0, way_in: str = transfer.INPUT_SHARED_FOLDER,
 ) -> dict[str, Any]:
     """The job's return value, which rq keeps: timings, where it ran, and the encoder's log."""
     return {
@@ -309,6 +312,9 @@ def _result(
         "fps": round(chunk.frames / seconds, 2) if seconds > 0 else 0.0,
         "host": socket.gethostname(),
         "reused": reused,
+        "input": way_in,
+        # of seconds: committing the segment (a rename, or sending it to the coordinator)
+        "commit_seconds": round(commit_seconds, 3),
         "log": list(log_lines),
     }
 
