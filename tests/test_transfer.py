@@ -13,13 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 from conftest import run_ute, spawn, start_worker, wait_for
 from hypothesis import given
 from hypothesis import strategies as st
 from media import frame_hashes, make_clip
 
-from ute import chunkserver, state, transfer
-from ute.plan import segment_name
+from ute import chunkclient, chunkserver, commands, pipeline, runner, state, tools, transfer
+from ute.errors import EncodeError
+from ute.plan import Chunk, segment_name
+from ute.probe import count_frames, probe
+from ute.settings import EncodeSettings
 from ute.verify import CHECK_SUFFIX
 
 WORK_ID = "0123456789abcdef-01234567"
@@ -203,3 +207,46 @@ def status_work_id(redis_url: str) -> str:
     [job] = status["jobs"]
     assert job["state"] == "done"
     return str(job["work_id"])
+
+
+def test_tls_with_the_certificate_of_the_rediss_url(clean_redis: str, tmp_path: Path) -> None:
+    """A rediss:// URL's ssl_certfile and ssl_keyfile make the chunk server speak TLS; a worker checks it
+    with its own URL's ssl_ca_certs, in ffmpeg (reading a chunk) and in Python (sending it back)."""
+    authority = trustme.CA()
+    issued = authority.issue_cert("127.0.0.1")
+    cert, key, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    authority.cert_pem.write_to_path(str(ca_file))
+    rediss = f"rediss://127.0.0.1:6379/0?ssl_certfile={cert}&ssl_keyfile={key}"
+    assert chunkserver.tls_files(rediss) == (str(cert), str(key))
+    source = make_clip(tmp_path / "clip.mp4", seconds=2, gop=24)
+    work_dir = tmp_path / ".ute-work" / WORK_ID
+    work_dir.mkdir(parents=True)
+    connection = state.connect(clean_redis)
+    options = transfer.ServerOptions(host="127.0.0.1", port=0)
+    with chunkserver.chunk_server(connection, rediss, work_dir, options) as running:
+        assert running is not None and running.url.startswith("https://127.0.0.1:")
+        running.offer(WORK_ID, chunkserver.Offered(source, work_dir, chunks=2))
+        ticket = transfer.Ticket.from_json(state.load_ticket(connection, WORK_ID))
+        coordinator = chunkclient.Coordinator(ticket, "tls-worker", str(ca_file))
+        info = probe(source)
+        [spec] = pipeline.chunk_specs(info, [Chunk(1, 24, 48)], WORK_ID)
+        segment = tmp_path / "segment.mkv"
+        remote = coordinator.source(WORK_ID, 1)
+        runner.run(commands.encode_chunk(tools.ffmpeg(), remote, info.video_index, spec.input,
+                                         EncodeSettings(preset="ultrafast"), segment))  # fmt: skip
+        assert count_frames(segment) == 24
+        check = tmp_path / "check.npz"
+        check.write_bytes(b"check")
+        attempt = uuid.uuid4().hex
+        state.claim_chunk(connection, state.chunk_key(WORK_ID, 1), attempt)
+        chunkclient.send_segment(coordinator, WORK_ID, 1, attempt, segment, check, "chunk 1")
+        assert (work_dir / segment_name(1)).read_bytes() == segment.read_bytes()
+        untrusting = chunkclient.Coordinator(ticket, "tls-worker", None)  # the system's authorities only
+        with pytest.raises(EncodeError, match="cannot reach the coordinator"):
+            chunkclient.send_segment(untrusting, WORK_ID, 1, attempt, segment, check, "chunk 1")
+        argv = commands.encode_chunk(tools.ffmpeg(), untrusting.source(WORK_ID, 1), info.video_index,
+                                     spec.input, EncodeSettings(preset="ultrafast"), segment)  # fmt: skip
+        refused = runner.run(argv, check=False)
+        assert refused.returncode != 0

@@ -67,8 +67,8 @@ class RemoteSource:
                    "-headers", "".join(f"{name}: {value}\r\n" for name, value in self.headers),
                    "-multiple_requests", "1", "-request_size", str(self.request_bytes),
                    "-initial_request_size", str(self.probe_request_bytes)]  # fmt: skip
-        if self.ca_file:
-            options += ["-tls_verify", "1", "-ca_file", self.ca_file]
+        if self.url.startswith("https:"):  # the coordinator's certificate is checked, always
+            options += ["-tls_verify", "1", *(["-ca_file", self.ca_file] if self.ca_file else [])]
         return options
 
 
