@@ -34,11 +34,12 @@ WORKER_HEADER = "X-UTE-Worker"  # who asks, for the bytes each worker moved
 CHUNK_HEADER = "X-UTE-Chunk"  # which chunk a read is for, for the bytes each chunk cost
 
 # ffmpeg reads the source in requests of this size (keep-alive), so that a chunk costs what it
-# reads plus less than one request, not the rest of the file queued in socket buffers.
-# Requests made while the container's header and index are read are smaller: with 1 MiB ones
-# there too a 1 MB chunk cost 2.3-4.1x its share of the source, with 64 KiB ones 1.17-1.24x
-# (a 30 s 640x360 MP4 in 3 chunks).
-REQUEST_BYTES = 1 << 20
+# reads plus less than one request, not the rest of the file queued in socket buffers; requests
+# made while it reads the container's header and index are smaller. Measured with
+# bench/transfer_bench.py (60 s 1280x720 MP4, 7.83 MiB a chunk): 1 MiB requests cost a chunk
+# 1.03-1.18x its share of the source, 256 KiB ones 1.03-1.11x; 1 MiB ones while probing too cost
+# a 1 MB chunk of a smaller clip 2.3-4.1x.
+REQUEST_BYTES = 256 << 10
 PROBE_REQUEST_BYTES = 64 << 10
 MAX_SEGMENT_BYTES = 64 << 30
 MAX_CHECK_BYTES = 16 << 20
