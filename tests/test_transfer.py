@@ -119,6 +119,7 @@ def test_a_segment_is_committed_only_whole_and_only_by_the_newest_attempt(server
     state.claim_chunk(connection, state.chunk_key(WORK_ID, 1), newer)  # the chunk was requeued meanwhile
     assert request(running, "POST", transfer.commit_path(WORK_ID, 1, older), b"", auth(running))[0] == 409
     assert not list(work_dir.iterdir()), "the superseded attempt's parts are gone"
+    assert upload(running, 1, older, "segment", segment) == 409  # nothing more of it is taken
     assert upload(running, 1, newer, "segment", segment) == upload(running, 1, newer, "check", check) == 201
     assert request(running, "POST", transfer.commit_path(WORK_ID, 1, newer), b"", auth(running))[0] == 200
     committed = sorted(path.name for path in work_dir.iterdir())
@@ -127,9 +128,10 @@ def test_a_segment_is_committed_only_whole_and_only_by_the_newest_attempt(server
     assert upload(running, 3, newer, "segment", segment) == 404  # the file has 3 chunks
 
 
-def test_an_upload_cut_short_leaves_nothing(server) -> None:
+def test_an_upload_cut_short_leaves_nothing(server, clean_redis: str) -> None:
     running, _, work_dir = server
     attempt = uuid.uuid4().hex
+    state.claim_chunk(state.connect(clean_redis), state.chunk_key(WORK_ID, 0), attempt)
     body = b"x" * 500_000
     host, port = running.server.bind_addr[:2]
     with socket.create_connection((host, port)) as raw:

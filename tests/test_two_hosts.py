@@ -117,6 +117,7 @@ def test_a_worker_on_another_machine_encodes_through_the_network_alone(hosts: Ho
     assert said.pop("own file") == 206
     assert said.pop("an upload with another checksum") == 400
     assert said.pop("a commit of nothing") == 409
+    assert said.pop("an upload for an attempt that is not the newest") == 409
     tokens = ("another file's token", "a token for another file", "no token")
     assert {said.pop(key) for key in tokens} == {403}
     assert set(said.values()) <= {400, 404}, said  # the paths
@@ -137,7 +138,7 @@ def test_a_worker_on_another_machine_encodes_through_the_network_alone(hosts: Ho
     wait_for(lambda: not list(arriving.parent.glob("*.arriving")), "the cut upload to be dropped", timeout=60)
     index = int(arriving.name[:5])
     assert not (arriving.parent / segment_name(index)).exists()
-    assert not list(arriving.parent.glob(f"{segment_name(index)}.*.part"))
+    assert not list(arriving.parent.glob(f"{segment_name(index)}.*.part*"))
     subprocess.run(["ip", "netns", "exec", hosts.worker, "tc", "qdisc", "del", "dev", hosts.worker_link,
                     "root"], check=True)  # fmt: skip
 

@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import sys
+import uuid
 from urllib.parse import urlsplit
 
 from ute import snapshot, state, transfer
@@ -31,7 +32,8 @@ def main() -> None:
         return connection.getresponse().status
 
     body = b"not the segment" * 1000
-    attempt = "0" * 32
+    stale, attempt = "0" * 32, uuid.uuid4().hex
+    state.claim_chunk(connection, state.chunk_key(first, 0), attempt)  # as a worker taking chunk 0 does
     print(json.dumps({
         "source readable here": os.access(source_path, os.R_OK),
         "own file": status("GET", transfer.source_path(first), ticket.token, headers={"Range": "bytes=0-99"}),
@@ -45,6 +47,9 @@ def main() -> None:
         "an upload with another checksum": status(
             "PUT", transfer.upload_path(first, 0, attempt, transfer.SEGMENT), ticket.token, body,
             {transfer.SHA256_HEADER: hashlib.sha256(body[:-1]).hexdigest()}),
+        "an upload for an attempt that is not the newest": status(
+            "PUT", transfer.upload_path(first, 0, stale, transfer.SEGMENT), ticket.token, body,
+            {transfer.SHA256_HEADER: hashlib.sha256(body).hexdigest()}),
         "a commit of nothing": status("POST", transfer.commit_path(first, 0, attempt), ticket.token),
     }))
 

@@ -3,6 +3,7 @@ and sending the segment and its check back for the coordinator to commit."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import ssl
@@ -57,7 +58,7 @@ class Coordinator:
             headers["Content-Length"] = str(body.stat().st_size)
         for attempt in range(1, SEND_TRIES + 1):
             try:
-                with body.open("rb") if body is not None else _Empty() as data:
+                with body.open("rb") if body is not None else contextlib.nullcontext() as data:
                     request = urllib.request.Request(self.ticket.url + path, data=data, method=method,
                                                      headers=headers)  # fmt: skip
                     with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS,
@@ -67,7 +68,7 @@ class Coordinator:
             except urllib.error.HTTPError as error:
                 reason = error.read(500).decode("utf-8", "replace").strip().splitlines()
                 said = reason[0] if reason else error.reason
-                if error.code == 409 and "newer attempt" in said:
+                if error.code == 409 and transfer.SUPERSEDED in said:
                     raise SupersededError(f"{name}: {said}") from None
                 raise EncodeError(f"{name}: the coordinator refused it ({error.code}): {said}") from None
             except (urllib.error.URLError, OSError) as error:
@@ -80,16 +81,6 @@ class Coordinator:
         if urlsplit(self.ticket.url).scheme != "https":
             return None
         return ssl.create_default_context(cafile=self.ca_file)
-
-
-class _Empty:
-    """No body, in the same `with` as a file's."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def coordinator_for(connection: redis.Redis, work_id: str, worker: str, name: str) -> Coordinator:

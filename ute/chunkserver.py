@@ -11,9 +11,12 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import secrets
+import shutil
 import socket
 import ssl
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -38,7 +41,13 @@ log = logging.getLogger(__name__)
 
 SECRET_FILE_NAME = "transfer.secret"
 READ_BYTES = 1 << 20
-SERVER_THREADS = 16
+SERVER_THREADS = 32
+MAX_HEADER_BYTES = 64 << 10
+# A worker's ffmpeg keeps its connection while x265 works through what it read; it reconnects
+# after this much silence (-reconnect), but each reconnect costs a round trip.
+IDLE_TIMEOUT_SECONDS = 300
+MIN_FREE_BYTES = 256 << 20  # left on the work folder's disk after an upload
+ARRIVING_SUFFIX = ".arriving"
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,11 @@ class TransferApp:
                 return self._source(request, offered, arguments["work_id"], start_response)
             if arguments["index"] >= offered.chunks:
                 raise _Refused(404, f"file {arguments['work_id']} has no chunk {arguments['index']}")
+            chunk = state.chunk_key(arguments["work_id"], arguments["index"])
+            newest = state.newest_attempt(self.connection, chunk)  # the commit checks it again, fenced
+            if endpoint == "upload" and arguments["attempt"] != newest:
+                raise _Refused(409, f"chunk {arguments['index']} of file {arguments['work_id']}: "
+                               f"{transfer.SUPERSEDED}")  # fmt: skip
             response = (self._upload(request, offered, **arguments) if endpoint == "upload"
                         else self._commit(offered, **arguments))  # fmt: skip
         except HTTPException as refusal:
@@ -158,12 +172,16 @@ class TransferApp:
         expected = (request.headers.get(transfer.SHA256_HEADER) or "").lower()
         if not transfer.TOKEN.fullmatch(expected):  # 64 hex digits, as a token
             raise _Refused(400, f"a {kind} upload needs its SHA-256 in {transfer.SHA256_HEADER}")
+        if shutil.disk_usage(offered.work_dir).free < length + MIN_FREE_BYTES:
+            raise _Refused(507, f"chunk {index} of file {work_id}: no room for the {kind} on the coordinator")
         final = offered.work_dir / part_name(index, attempt, kind)
-        arriving = final.with_name(final.name + ".arriving")
+        descriptor, arriving_name = tempfile.mkstemp(prefix=final.name + ".", suffix=ARRIVING_SUFFIX,
+                                                     dir=offered.work_dir)  # fmt: skip
+        arriving = Path(arriving_name)
         digest = hashlib.sha256()
         received = 0
         try:
-            with open(arriving, "wb") as out:
+            with open(descriptor, "wb") as out:
                 stream = request.environ["wsgi.input"]
                 while received < length:
                     block = stream.read(min(READ_BYTES, length - received))
@@ -173,6 +191,8 @@ class TransferApp:
                     out.write(block)
                     received += len(block)
             if received != length or digest.hexdigest() != expected:
+                for other in transfer.UPLOAD_KINDS:  # a worker cut off here sends nothing more
+                    (offered.work_dir / part_name(index, attempt, other)).unlink(missing_ok=True)
                 raise _Refused(400, f"chunk {index} of file {work_id}: the {kind} arrived with {received} "
                                f"of {length} bytes or another checksum; send it again")  # fmt: skip
             os.replace(arriving, final)
@@ -190,14 +210,17 @@ class TransferApp:
                  offered.work_dir / part_name(index, attempt, transfer.SEGMENT): segment}  # fmt: skip
         if not all(part.exists() for part in parts):
             raise _Refused(409, f"chunk {index} of file {work_id}: send the segment and its check first")
-        with state.commit_fence(self.connection, state.chunk_key(work_id, index), attempt) as allowed:
-            if allowed:
-                for part, final in parts.items():
-                    os.replace(part, final)
+        try:
+            with state.commit_fence(self.connection, state.chunk_key(work_id, index), attempt) as allowed:
+                if allowed:
+                    for part, final in parts.items():
+                        os.replace(part, final)
+        except FileNotFoundError:  # the same commit asked twice at once: the other one did it
+            raise _Refused(409, f"chunk {index} of file {work_id}: committed by another request") from None
         if not allowed:
             for part in parts:
                 part.unlink(missing_ok=True)
-            raise _Refused(409, f"chunk {index} of file {work_id}: a newer attempt took this chunk over")
+            raise _Refused(409, f"chunk {index} of file {work_id}: {transfer.SUPERSEDED}")
         return Response(f"chunk {index} committed\n", 200, content_type="text/plain")
 
     def _count(self, request: Request, work_id: str, *, sent: int = 0, received: int = 0,
@@ -205,7 +228,7 @@ class TransferApp:
         """The bytes a request moved, by worker and chunk, as the request names them (for statistics)."""
         worker = request.headers.get(transfer.WORKER_HEADER, "")
         chunk = request.headers.get(transfer.CHUNK_HEADER, "")
-        if index is None and chunk.isdigit() and len(chunk) <= 7:
+        if index is None and re.fullmatch(r"[0-9]{1,7}", chunk):
             index = int(chunk)
         with contextlib.suppress(redis.exceptions.RedisError):
             count_moved(self.connection, worker if transfer.WORKER_NAME.fullmatch(worker) else None,
@@ -279,7 +302,9 @@ class ChunkServer:
         self.connection = connection
         self.offers = Offers()
         self.secret = load_secret(work_root)
-        self.server = _bind(TransferApp(self.secret, self.offers, connection), host, port, tls)
+        # Workers told another address (--advertise-url) would find whatever else holds the port.
+        self.server = _bind(TransferApp(self.secret, self.offers, connection), host, port, tls,
+                            fall_back=advertise_url is None)  # fmt: skip
         bound_host, bound_port = self.server.bind_addr[:2]
         self.url = advertise_url or transfer.base_url("https" if tls else "http", host, bound_port)
         self._thread = threading.Thread(target=self.server.serve, name="ute-chunk-server", daemon=True)
@@ -316,17 +341,22 @@ def chunk_server(connection: redis.Redis, redis_url: str, work_root: Path, optio
         yield None
         return
     host = options.host or redis_listens_on or address_towards(redis_url)
+    if urlsplit(redis_url).scheme == "rediss" and not tls_files(redis_url):
+        log.warning("Redis speaks TLS but the chunk server cannot (no ssl_certfile and ssl_keyfile in "
+                    "the Redis URL): chunks and tokens go to network workers unencrypted")  # fmt: skip
     server = ChunkServer(connection, work_root, host, options.port, advertise_url=options.advertise_url,
                          tls=tls_files(redis_url))  # fmt: skip
     with server:
         yield server
 
 
-def _bind(app: TransferApp, host: str, port: int, tls: tuple[str, str] | None) -> wsgi.Server:
-    """A listening server on host:port, or on a free port when that one is taken (logged)."""
-    for attempt_port in (port, 0) if port else (0,):
+def _bind(app: TransferApp, host: str, port: int, tls: tuple[str, str] | None, *,
+          fall_back: bool) -> wsgi.Server:  # fmt: skip
+    """A listening server on host:port, or (fall_back) on a free port when that one is taken (logged)."""
+    for attempt_port in (port, 0) if port and fall_back else (port,):
         server = wsgi.Server((host, attempt_port), app, numthreads=SERVER_THREADS,
-                             server_name="ute", timeout=60)  # fmt: skip
+                             server_name="ute", timeout=IDLE_TIMEOUT_SECONDS)  # fmt: skip
+        server.max_request_header_size = MAX_HEADER_BYTES  # cheroot's default: no limit
         if tls:
             try:
                 server.ssl_adapter = BuiltinSSLAdapter(*tls)
@@ -336,7 +366,7 @@ def _bind(app: TransferApp, host: str, port: int, tls: tuple[str, str] | None) -
             server.prepare()
             return server
         except OSError as error:
-            if attempt_port == 0:
+            if attempt_port == 0 or not fall_back:
                 raise UteError(f"the chunk server cannot listen on {host}: {error}") from None
             log.warning("port %d on %s is taken: the chunk server takes a free one", port, host)
     raise AssertionError("unreachable")

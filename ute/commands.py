@@ -65,7 +65,8 @@ class RemoteSource:
         # Only the protocols an http(s) URL needs: a demuxer that names other resources gets nothing else.
         options = ["-protocol_whitelist", "http,https,tcp,tls",
                    "-headers", "".join(f"{name}: {value}\r\n" for name, value in self.headers),
-                   "-multiple_requests", "1", "-request_size", str(self.request_bytes),
+                   "-multiple_requests", "1", "-reconnect", "1",
+                   "-max_redirects", "0", "-request_size", str(self.request_bytes),
                    "-initial_request_size", str(self.probe_request_bytes)]  # fmt: skip
         if self.url.startswith("https:"):  # the coordinator's certificate is checked, always
             options += ["-tls_verify", "1", *(["-ca_file", self.ca_file] if self.ca_file else [])]

@@ -224,6 +224,8 @@ class Driver:
     def _apply(self, run: FileRun, event: Event) -> None:
         step = transition(run.state, event)
         changed, run.state = step.state is not run.state, step.state
+        if (step.state is FileState.FINISHING or step.state.terminal) and self.chunk_server and run.prepared:
+            self.chunk_server.withdraw(run.prepared.work_id)  # before its work folder may go
         if changed and step.state is FileState.PAUSED:
             log.info("%s: paused: queued chunks wait for `ute resume %s`", run.name, run.file_id)
         elif changed and event is Event.RESUME:
@@ -231,8 +233,6 @@ class Driver:
         self.carry_out(run, *step.actions)
         if step.state.terminal:
             self.runs.pop(run.file_id, None)
-            if self.chunk_server and run.prepared:
-                self.chunk_server.withdraw(run.prepared.work_id)
         if changed:
             self._record(run)
 

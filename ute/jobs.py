@@ -162,11 +162,12 @@ def _encode(file: FileSpec, chunk: ChunkSpec, job: Job | None, name: str, hidden
             size = part.stat().st_size
             committing = time.monotonic()
             way.commit(job, chunk, chunk_key, attempt, part, check_part, name)
+            commit_seconds = time.monotonic() - committing
     report.count_frames(chunk.frames)
     _record_segment(job, chunk, size)
     return _result(chunk, size, seconds=time.monotonic() - started, reused=False,
                    log_lines=[hidden.scrub(line) for line in outcome.stderr_tail],
-                   commit_seconds=time.monotonic() - committing, way_in=way.input)  # fmt: skip
+                   commit_seconds=commit_seconds, way_in=way.input)  # fmt: skip
 
 
 def _check_segment(part: Path, check_part: Path, chunk: ChunkSpec, name: str) -> None:

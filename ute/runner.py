@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -53,6 +54,14 @@ def _track(process: subprocess.Popen[Any]) -> None:
         _started.add(process)
 
 
+_BEARER = re.compile(r"(Bearer )[0-9a-f]{64}")
+
+
+def _shown(argv: Sequence[str]) -> list[str]:
+    """argv for the log, with a chunk server's token hidden."""
+    return [_BEARER.sub(r"\1***", argument) for argument in argv]
+
+
 def kill_everything() -> None:
     """SIGKILL every process group started here that is still there, with whatever its processes
     started in groups of their own (an rq work horse and its encoder): the second stop signal."""
@@ -94,7 +103,7 @@ def run(
     `progress=...`) and each block is passed to the callback as it arrives.
     """
     argv = tuple(str(arg) for arg in argv)
-    log.debug("run: %s", argv)
+    log.debug("run: %s", _shown(argv))
     started = time.monotonic()
     try:
         process = subprocess.Popen(
@@ -177,7 +186,7 @@ def spawn(
     die_with_parent: Linux kills it when the thread that started it ends, so start it from the
     main thread."""
     argv = tuple(str(arg) for arg in argv)
-    log.debug("spawn: %s", argv)
+    log.debug("spawn: %s", _shown(argv))
     output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
         process = subprocess.Popen(

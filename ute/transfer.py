@@ -45,6 +45,9 @@ MAX_SEGMENT_BYTES = 64 << 30
 MAX_CHECK_BYTES = 16 << 20
 MAX_UPLOAD_BYTES = {SEGMENT: MAX_SEGMENT_BYTES, CHECK: MAX_CHECK_BYTES}
 
+# Why the coordinator refuses a chunk's upload or commit (409): the worker gives the chunk up.
+SUPERSEDED = "a newer attempt took this chunk over"
+
 # Where the worker reads and writes, as `ute status` shows it.
 INPUT_SHARED_FOLDER = "shared folder"
 INPUT_NETWORK = "network"
@@ -57,7 +60,7 @@ class ServerOptions:
     """How the coordinator serves chunks: `--chunk-server-host/--chunk-server-port/--advertise-url`."""
 
     enabled: bool = True
-    host: str | None = None  # None: where its Redis listens (see chunkserver.listen_host)
+    host: str | None = None  # None: where its Redis listens (see chunkserver.chunk_server)
     port: int = DEFAULT_CHUNK_SERVER_PORT
     advertise_url: str | None = None  # what workers are told, where they reach us by another address
 

@@ -86,7 +86,7 @@ def render(snap: dict[str, Any]) -> Group:
         workers.add_row(
             worker["name"], worker["host"], where, f"{worker['fps']:.1f}" if chunk else "",
             f"{worker['cpu_percent']:.0f}%" if worker.get("cpu_percent") is not None else "",
-            f"{(worker.get('memory_bytes') or 0) / 2**20:.0f}M", input_text(worker),
+            f"{(worker.get('memory_bytes') or 0) / 2**20:.0f}M", Text(input_text(worker)),
         )  # fmt: skip
     if not snap["jobs"]:
         files = Text("no files: drop videos into the inbox", "dim")  # type: ignore[assignment]

@@ -250,6 +250,11 @@ def _commit_lock(connection: redis.Redis, chunk: str) -> Iterator[bool]:
                 lock.release()
 
 
+def newest_attempt(connection: redis.Redis, chunk: str) -> str | None:
+    raw = connection.get(_attempt_key(chunk))
+    return raw.decode() if raw else None
+
+
 def _attempt_key(chunk: str) -> str:
     return f"{KEY_PREFIX}attempt:{chunk}"
 

@@ -90,6 +90,3 @@ def chunks_moved(connection: redis.Redis, work_id: str) -> dict[int, dict[str, i
         moved.setdefault(int(index), {"sent": 0, "received": 0})[direction] = int(value)
     return moved
 
-
-def forget_moved(connection: redis.Redis, work_id: str) -> None:
-    connection.delete(_chunks_moved_key(work_id), _ticket_key(work_id))
