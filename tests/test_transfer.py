@@ -252,3 +252,23 @@ def test_tls_with_the_certificate_of_the_rediss_url(clean_redis: str, tmp_path: 
                                      spec.input, EncodeSettings(preset="ultrafast"), segment)  # fmt: skip
         refused = runner.run(argv, check=False)
         assert refused.returncode != 0
+
+
+def test_a_ticket_sends_ffmpeg_only_where_the_worker_reaches_redis(clean_redis: str, monkeypatch) -> None:
+    """A ticket is a Redis record: it cannot send a worker's ffmpeg to any other host unless the
+    worker allows that host, nor to plain HTTP when Redis speaks TLS."""
+    connection = state.connect(clean_redis)  # redis://127.0.0.1:…
+    token = "ab" * 32
+    state.save_ticket(connection, WORK_ID, {"url": "http://169.254.169.254:80", "token": token})
+    with pytest.raises(EncodeError, match=r"--allow-chunk-server 169\.254\.169\.254"):
+        chunkclient.coordinator_for(connection, WORK_ID, "w", "chunk 0")
+    monkeypatch.setenv("UTE_CHUNK_SERVERS", "169.254.169.254;other")
+    assert chunkclient.coordinator_for(connection, WORK_ID, "w", "chunk 0").ticket.url == "http://169.254.169.254:80"
+    state.save_ticket(connection, WORK_ID, {"url": "http://:9183", "token": token})
+    assert chunkclient.coordinator_for(connection, WORK_ID, "w", "chunk 0").ticket.url == "http://127.0.0.1:9183"
+    over_tls = state.connect("rediss://127.0.0.1:6379/0")
+    with pytest.raises(EncodeError, match="Redis speaks TLS but the coordinator's chunk server does not"):
+        chunkclient._check_reachable_as_told(transfer.Ticket("http://127.0.0.1:9183", token), "127.0.0.1",
+                                             over_tls, "chunk 0")  # fmt: skip
+    chunkclient._check_reachable_as_told(transfer.Ticket("https://127.0.0.1:9183", token), "127.0.0.1",
+                                         over_tls, "chunk 0")  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import ssl
 import time
 import urllib.error
@@ -18,6 +19,7 @@ import redis
 
 from ute import transfer
 from ute.commands import RemoteSource
+from ute.defaults import ENV_CHUNK_SERVERS
 from ute.errors import EncodeError
 from ute.state import load_ticket
 
@@ -99,7 +101,29 @@ def coordinator_for(connection: redis.Redis, work_id: str, worker: str, name: st
         raise EncodeError(f"{name}: refused: {error}; UTE never writes that: check who else can write "
                           "to its Redis") from None  # fmt: skip
     kwargs = connection.connection_pool.connection_kwargs
-    return Coordinator(ticket.on_worker(kwargs.get("host")), worker, kwargs.get("ssl_ca_certs"))
+    ticket = ticket.on_worker(kwargs.get("host"))
+    _check_reachable_as_told(ticket, kwargs.get("host"), connection, name)
+    return Coordinator(ticket, worker, kwargs.get("ssl_ca_certs"))
+
+
+def allowed_hosts() -> set[str]:
+    """Hosts besides the Redis host this worker reads chunks from ($UTE_CHUNK_SERVERS, ';'-joined)."""
+    return {host.strip() for host in os.environ.get(ENV_CHUNK_SERVERS, "").split(";") if host.strip()}
+
+
+def _check_reachable_as_told(ticket: transfer.Ticket, redis_host: str | None, connection: redis.Redis,
+                             name: str) -> None:  # fmt: skip
+    """A ticket is a Redis record: it may send this worker's ffmpeg only to the coordinator it
+    reaches Redis at, or to a host the worker was told to trust, and only over TLS if Redis is."""
+    host = urlsplit(ticket.url).hostname or ""
+    if host != redis_host and host not in allowed_hosts():
+        raise EncodeError(f"{name}: refused: the coordinator says its chunks are at {host}, not where this "
+                          f"worker reaches Redis ({redis_host}); if that is right, start the worker with "
+                          f"--allow-chunk-server {host}")  # fmt: skip
+    tls_to_redis = issubclass(connection.connection_pool.connection_class, redis.SSLConnection)
+    if tls_to_redis and urlsplit(ticket.url).scheme != "https":
+        raise EncodeError(f"{name}: refused: Redis speaks TLS but the coordinator's chunk server does not; "
+                          "give the coordinator's rediss:// URL ssl_certfile and ssl_keyfile")  # fmt: skip
 
 
 def send_segment(coordinator: Coordinator, work_id: str, index: int, attempt: str, segment: Path,

@@ -37,6 +37,8 @@ DONE_ACTIONS = ("move", "delete", "keep")
 DEFAULT_PLUGIN_TIMEOUT_SECONDS = 600.0
 
 ENV_REDIS_URL = "UTE_REDIS_URL"
+# Hosts besides its Redis host that a worker reads chunks from (`ute-worker --allow-chunk-server`).
+ENV_CHUNK_SERVERS = "UTE_CHUNK_SERVERS"
 # Set by a coordinator for the local workers it starts: they exit when that process is gone.
 ENV_PARENT_PID = "UTE_PARENT_PID"
 

@@ -24,7 +24,13 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from ute import farm, jobs, pathmap, runner, state, submit, tools
-from ute.defaults import DEFAULT_REDIS_URL, ENV_PARENT_PID, REDIS_URL_FORMS, redis_url_from_env
+from ute.defaults import (
+    DEFAULT_REDIS_URL,
+    ENV_CHUNK_SERVERS,
+    ENV_PARENT_PID,
+    REDIS_URL_FORMS,
+    redis_url_from_env,
+)
 from ute.errors import UteError
 from ute.logsetup import setup_logging
 from ute.settings import check_redis_url
@@ -198,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="where this machine sees a folder of the coordinator's, e.g. /srv/media=/mnt/media "
              "(repeat for several; default: $UTE_PATH_MAP, entries joined with ';')",
     )  # fmt: skip
+    parser.add_argument(
+        "--allow-chunk-server", action="append", default=[], metavar="HOST",
+        help="a host besides the Redis host that this worker reads chunks from, where the coordinator "
+             "says so (--advertise-url); repeatable (default: $UTE_CHUNK_SERVERS, joined with ';')",
+    )  # fmt: skip
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default: INFO)")
     return parser
 
@@ -209,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_redis_url(args.redis_url)
         _set_up_path_map(args.path_map)
+        if args.allow_chunk_server:  # the work horses read it from there
+            os.environ[ENV_CHUNK_SERVERS] = ";".join(args.allow_chunk_server)
     except UteError as error:
         print(f"ute-worker: error: {error}", file=sys.stderr)
         return 2
