@@ -125,6 +125,8 @@ def test_a_segment_is_committed_only_whole_and_only_by_the_newest_attempt(server
     committed = sorted(path.name for path in work_dir.iterdir())
     assert committed == [segment_name(1), segment_name(1) + CHECK_SUFFIX]
     assert (work_dir / segment_name(1)).read_bytes() == segment
+    # The answer got lost and the worker asks again: it was committed, and nothing changes.
+    assert request(running, "POST", transfer.commit_path(WORK_ID, 1, newer), b"", auth(running))[0] == 200
     assert upload(running, 3, newer, "segment", segment) == 404  # the file has 3 chunks
 
 
@@ -159,6 +161,12 @@ def test_a_ticket_is_taken_only_as_ute_writes_it(url: str) -> None:
         return
     assert ticket.url.startswith(("http://", "https://"))
     assert "@" not in ticket.url and "/" not in ticket.url.split("://", 1)[1]
+
+
+def test_a_coordinator_away_is_not_the_chunks_fault() -> None:
+    assert transfer.is_coordinator_away(f"chunk 3 of file x: {transfer.COORDINATOR_AWAY}: cannot reach it")
+    assert transfer.is_coordinator_away("chunk 3 of file x: ffmpeg exited 1: Server returned 404 Not Found")
+    assert not transfer.is_coordinator_away("chunk 3 of file x: the encoder wrote 3 of 24 frames")
 
 
 def test_a_ticket_refuses_what_ute_never_writes() -> None:
@@ -246,7 +254,7 @@ def test_tls_with_the_certificate_of_the_rediss_url(clean_redis: str, tmp_path: 
         chunkclient.send_segment(coordinator, WORK_ID, 1, attempt, segment, check, "chunk 1")
         assert (work_dir / segment_name(1)).read_bytes() == segment.read_bytes()
         untrusting = chunkclient.Coordinator(ticket, "tls-worker", None)  # the system's authorities only
-        with pytest.raises(EncodeError, match="cannot reach the coordinator"):
+        with pytest.raises(EncodeError, match="certificate is not trusted here"):
             chunkclient.send_segment(untrusting, WORK_ID, 1, attempt, segment, check, "chunk 1")
         argv = commands.encode_chunk(tools.ffmpeg(), untrusting.source(WORK_ID, 1), info.video_index,
                                      spec.input, EncodeSettings(preset="ultrafast"), segment)  # fmt: skip

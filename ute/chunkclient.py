@@ -72,11 +72,18 @@ class Coordinator:
                 said = reason[0] if reason else error.reason
                 if error.code == 409 and transfer.SUPERSEDED in said:
                     raise SupersededError(f"{name}: {said}") from None
+                if error.code == 404:  # the file is not on offer: the coordinator restarted, or ended it
+                    raise EncodeError(f"{name}: {transfer.COORDINATOR_AWAY}: {said}") from None
                 raise EncodeError(f"{name}: the coordinator refused it ({error.code}): {said}") from None
             except (urllib.error.URLError, OSError) as error:
+                reason = getattr(error, "reason", error)
+                if isinstance(reason, ssl.SSLError):
+                    raise EncodeError(f"{name}: the coordinator's certificate is not trusted here "
+                                      f"({reason}); give this worker's rediss:// URL the authority as "
+                                      "ssl_ca_certs") from None  # fmt: skip
                 if attempt == SEND_TRIES:
-                    raise EncodeError(f"{name}: cannot reach the coordinator at {self.ticket.url}: "
-                                      f"{getattr(error, 'reason', error)}") from None  # fmt: skip
+                    raise EncodeError(f"{name}: {transfer.COORDINATOR_AWAY}: cannot reach it at "
+                                      f"{self.ticket.url}: {reason}") from None  # fmt: skip
                 time.sleep(attempt)
 
     def _tls(self) -> ssl.SSLContext | None:

@@ -209,6 +209,10 @@ class TransferApp:
         parts = {offered.work_dir / part_name(index, attempt, transfer.CHECK): verify.check_path(segment),
                  offered.work_dir / part_name(index, attempt, transfer.SEGMENT): segment}  # fmt: skip
         if not all(part.exists() for part in parts):
+            if all(final.exists() for final in parts.values()) and \
+                    state.newest_attempt(self.connection, state.chunk_key(work_id, index)) == attempt:
+                # Asked again after the answer got lost: this attempt's commit is what is there.
+                return Response(f"chunk {index} committed\n", 200, content_type="text/plain")
             raise _Refused(409, f"chunk {index} of file {work_id}: send the segment and its check first")
         try:
             with state.commit_fence(self.connection, state.chunk_key(work_id, index), attempt) as allowed:

@@ -18,7 +18,7 @@ import redis
 from rq.command import send_command
 from rq.job import Job, JobStatus
 
-from ute import farm, state, submit
+from ute import farm, state, submit, transfer
 from ute.settings import chunk_retry_delays, stuck_seconds_override
 
 log = logging.getLogger(__name__)
@@ -121,19 +121,22 @@ class ChunkMonitor:
     def _retry_failed(self, failed: list[Job]) -> list[str]:
         """Failed chunks with tries left go back to the front once their delay has passed. A full
         disk is not the chunk's fault: such a chunk goes again, uncounted, after the first delay
-        (the service holds the queues while the disk is full)."""
+        (the service holds the queues while the disk is full); nor is a coordinator that was not
+        serving the file to a network worker (it restarted)."""
         retried = []
         for job in failed:
-            no_space = farm.is_no_space(submit.failure_message(job))
+            message = submit.failure_message(job)
+            no_space = farm.is_no_space(message)
             if no_space:
                 self.no_space.append(job)
-            delay = chunk_retry_delays()[0] if no_space else submit.retry_delay(job)
+            not_its_fault = no_space or transfer.is_coordinator_away(message)
+            delay = chunk_retry_delays()[0] if not_its_fault else submit.retry_delay(job)
             if delay is None or job.ended_at is None or not _older_than(job.ended_at, delay):
                 continue
-            if submit.requeue_at_front(self.connection, job, failed=not no_space):
-                if no_space:
-                    log.warning("chunk job %s found no space on the disk; trying it again (not counted "
-                                "as a failure)", job.id)  # fmt: skip
+            if submit.requeue_at_front(self.connection, job, failed=not not_its_fault):
+                if not_its_fault:
+                    log.warning("chunk job %s %s; trying it again (not counted as a failure)", job.id,
+                                "found no space on the disk" if no_space else "found the coordinator away")
                 else:
                     log.warning("chunk job %s failed on %s; trying it again (failure %d)", job.id,
                                 job.worker_name, int(job.meta.get("failures", 0)) + 1)  # fmt: skip

@@ -48,6 +48,16 @@ MAX_UPLOAD_BYTES = {SEGMENT: MAX_SEGMENT_BYTES, CHECK: MAX_CHECK_BYTES}
 # Why the coordinator refuses a chunk's upload or commit (409): the worker gives the chunk up.
 SUPERSEDED = "a newer attempt took this chunk over"
 
+# A network chunk that failed because the coordinator was not serving its file (restarting,
+# say): not the chunk's fault, so it is tried again without counting as a failure.
+COORDINATOR_AWAY = "the coordinator did not serve this file (restarting?)"
+_AWAY_SIGNS = ("Connection refused", "404 Not Found", "Connection reset", COORDINATOR_AWAY)
+
+
+def is_coordinator_away(message: str) -> bool:
+    return any(sign in message for sign in _AWAY_SIGNS)
+
+
 # Where the worker reads and writes, as `ute status` shows it.
 INPUT_SHARED_FOLDER = "shared folder"
 INPUT_NETWORK = "network"
