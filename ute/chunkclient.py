@@ -30,10 +30,6 @@ SEND_TRIES = 3
 HASH_BLOCK_BYTES = 1 << 20
 
 
-class SupersededError(EncodeError):
-    """A newer attempt at the chunk committed, or will: this one is discarded."""
-
-
 @dataclass(frozen=True)
 class Coordinator:
     """Where a worker reaches the coordinator for one file, and how it trusts it."""
@@ -70,8 +66,6 @@ class Coordinator:
             except urllib.error.HTTPError as error:
                 reason = error.read(500).decode("utf-8", "replace").strip().splitlines()
                 said = reason[0] if reason else error.reason
-                if error.code == 409 and transfer.SUPERSEDED in said:
-                    raise SupersededError(f"{name}: {said}") from None
                 if error.code == 404:  # the file is not on offer: the coordinator restarted, or ended it
                     raise EncodeError(f"{name}: {transfer.COORDINATOR_AWAY}: {said}") from None
                 raise EncodeError(f"{name}: the coordinator refused it ({error.code}): {said}") from None

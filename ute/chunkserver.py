@@ -312,8 +312,9 @@ class ChunkServer:
         bound_host, bound_port = self.server.bind_addr[:2]
         self.url = advertise_url or transfer.base_url("https" if tls else "http", host, bound_port)
         self._thread = threading.Thread(target=self.server.serve, name="ute-chunk-server", daemon=True)
+        told = self.url.replace("://:", "://<the host they reach Redis at>:")
         log.info("workers without the shared folder get chunks from %s (listening on %s:%d)",
-                 self.url, bound_host, bound_port)  # fmt: skip
+                 told, bound_host, bound_port)  # fmt: skip
 
     def __enter__(self) -> ChunkServer:
         self._thread.start()
