@@ -133,11 +133,6 @@ class TransferApp:
                 return self._source(request, offered, arguments["work_id"], start_response)
             if arguments["index"] >= offered.chunks:
                 raise _Refused(404, f"file {arguments['work_id']} has no chunk {arguments['index']}")
-            chunk = state.chunk_key(arguments["work_id"], arguments["index"])
-            newest = state.newest_attempt(self.connection, chunk)  # the commit checks it again, fenced
-            if endpoint == "upload" and arguments["attempt"] != newest:
-                raise _Refused(409, f"chunk {arguments['index']} of file {arguments['work_id']}: "
-                               f"{transfer.SUPERSEDED}")  # fmt: skip
             response = (self._upload(request, offered, **arguments) if endpoint == "upload"
                         else self._commit(offered, **arguments))  # fmt: skip
         except HTTPException as refusal:
@@ -165,6 +160,9 @@ class TransferApp:
 
     def _upload(self, request: Request, offered: Offered, work_id: str, index: int, attempt: str,
                 kind: str) -> Response:  # fmt: skip
+        # Only the chunk's newest attempt may send (its commit is checked again, under the fence).
+        if attempt != state.newest_attempt(self.connection, state.chunk_key(work_id, index)):
+            raise _Refused(409, f"chunk {index} of file {work_id}: {transfer.SUPERSEDED}")
         length = request.content_length
         if length is None or length > transfer.MAX_UPLOAD_BYTES[kind]:
             raise _Refused(411 if length is None else 413, f"a {kind} upload needs a Content-Length of at "
@@ -206,8 +204,8 @@ class TransferApp:
 
     def _commit(self, offered: Offered, work_id: str, index: int, attempt: str) -> Response:
         segment = offered.work_dir / segment_name(index)
-        parts = {offered.work_dir / part_name(index, attempt, transfer.CHECK): verify.check_path(segment),
-                 offered.work_dir / part_name(index, attempt, transfer.SEGMENT): segment}  # fmt: skip
+        parts = verify.into_place(offered.work_dir / part_name(index, attempt, transfer.SEGMENT),
+                                  offered.work_dir / part_name(index, attempt, transfer.CHECK), segment)
         if not all(part.exists() for part in parts):
             if all(final.exists() for final in parts.values()) and \
                     state.newest_attempt(self.connection, state.chunk_key(work_id, index)) == attempt:

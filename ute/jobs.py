@@ -226,7 +226,7 @@ class SharedFolder:
     def commit(self, job: Job | None, chunk: ChunkSpec, chunk_key: str, attempt: str, part: Path,
                check_part: Path, name: str) -> None:  # fmt: skip
         segment = self.work_dir / segment_name(chunk.index)
-        _commit(job, chunk_key, attempt, {check_part: verify.check_path(segment), part: segment}, name)
+        _commit(job, chunk_key, attempt, verify.into_place(part, check_part, segment), name)
 
 
 @dataclass(frozen=True)

@@ -226,6 +226,12 @@ def check_path(segment: Path) -> Path:
     return segment.with_name(segment.name + CHECK_SUFFIX)
 
 
+def into_place(part: Path, check_part: Path, segment: Path) -> dict[Path, Path]:
+    """The renames that commit a segment, in order: its check first, so that no committed segment
+    is ever without the check that describes it."""
+    return {check_part: check_path(segment), part: segment}
+
+
 def save_check(check: SegmentCheck, path: Path) -> None:
     """Write the check to path (the worker renames it beside the segment when it commits)."""
     import numpy
