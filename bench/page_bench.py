@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 
-from poll_bench import film_arguments, midway_in_private_redis, timed
+from poll_bench import film_arguments, midway_in_private_redis, print_costs, timed
 
 from ute import pagedata, snapshot, state
 
@@ -40,10 +40,8 @@ def main() -> None:
         status = timed(lambda: json.dumps(snapshot.snapshot(connection)), args.looks)
         print(f"{args.chunks} chunks: {args.chunks // 2} finished, 2 running, the rest queued; "
               f"median of {args.looks} requests; the page's document is {size / 1000:.0f} kB")
-        for label, milliseconds in (("ute status --json (baseline)", status),
-                                    ("the page's /api/state", page)):  # fmt: skip
-            share = milliseconds / 1000 * REQUESTS_PER_SECOND * 100
-            print(f"{label:32} {milliseconds:7.1f} ms   {share:5.1f}% of a core")
+        print_costs([("ute status --json (baseline)", status), ("the page's /api/state", page)],
+                    REQUESTS_PER_SECOND, 32)
         print(f"page / status: {page / status:.2f}x")
 
 

@@ -45,6 +45,13 @@ def timed(look: Callable[[], object], looks: int) -> float:
     return statistics.median(seconds) * 1000
 
 
+def print_costs(rows: list[tuple[str, float]], per_second: float, label_width: int) -> None:
+    """Each (label, milliseconds) with its share of a core at per_second of them a second."""
+    for label, milliseconds in rows:
+        share = milliseconds / 1000 * per_second * 100
+        print(f"{label:{label_width}} {milliseconds:7.1f} ms   {share:5.1f}% of a core")
+
+
 def film_midway(connection: redis.Redis, folder: Path, chunk_count: int) -> pipeline.PreparedFile:
     """A film of chunk_count chunks submitted as UTE submits them, then half marked finished and
     two started, as midway through an encode; the queued ones stay in their queue."""
@@ -99,11 +106,9 @@ def main() -> None:
         old = timed(baseline, args.looks)
         print(f"{args.chunks} chunks: {args.chunks // 2} finished, 2 running, the rest queued; "
               f"median of {args.looks} looks")
-        for label, milliseconds in (("whole records of every chunk (before)", old),
-                                    ("a first look (nothing known finished)", first),
-                                    ("a look now (finished ones not read)", now)):  # fmt: skip
-            share = milliseconds / 1000 * LOOKS_PER_SECOND * 100
-            print(f"{label:40} {milliseconds:7.1f} ms   {share:5.1f}% of a core")
+        print_costs([("whole records of every chunk (before)", old),
+                     ("a first look (nothing known finished)", first),
+                     ("a look now (finished ones not read)", now)], LOOKS_PER_SECOND, 40)  # fmt: skip
         print(f"now / before: {now / old:.2f}x")
 
 
