@@ -107,18 +107,22 @@ class Driver:
         """Step while keep_going(); before_step runs in each step (after the disks are checked),
         supervise before it, outside the wait for a Redis that went away."""
         backoff = farm.RedisBackoff(POLL_SECONDS)
-        while keep_going():
-            if supervise:
-                supervise()
-            try:
-                self.step(before_step)
-                if backoff.answered():
-                    self.monitor.hold()  # heartbeats lapsed while Redis was out
-            except redis.exceptions.RedisError as error:
-                if not backoff.unavailable(error):
-                    raise
-            self._woken.wait(backoff.pause)
-            self._woken.clear()
+        listening = _wake_on_chunk_events(self.connection, self._woken)
+        try:
+            while keep_going():
+                if supervise:
+                    supervise()
+                try:
+                    self.step(before_step)
+                    if backoff.answered():
+                        self.monitor.hold()  # heartbeats lapsed while Redis was out
+                except redis.exceptions.RedisError as error:
+                    if not backoff.unavailable(error):
+                        raise
+                self._woken.wait(backoff.pause)
+                self._woken.clear()
+        finally:
+            listening.clear()
 
     def step(self, before: Callable[[], None] | None = None) -> None:
         """One look at every file; the monitor's sweep over their chunks, once a second."""
@@ -289,6 +293,26 @@ class Driver:
             self.owner.failed(run)
         elif action is Action.RECORD_CANCELLED:
             self.owner.cancelled(run)
+
+
+def _wake_on_chunk_events(connection: redis.Redis, woken: threading.Event) -> threading.Event:
+    """Set woken whenever a worker says a chunk ended, until the returned event is cleared: the
+    driver then looks at once, not at its next poll (which still comes, events or not)."""
+    listening = threading.Event()
+    listening.set()
+
+    def listen() -> None:
+        while listening.is_set():
+            try:
+                with state.chunk_events(connection) as events:
+                    while listening.is_set():
+                        if events.get_message(timeout=POLL_SECONDS):
+                            woken.set()
+            except redis.exceptions.RedisError:
+                time.sleep(POLL_SECONDS)
+
+    threading.Thread(target=listen, name="ute-chunk-events", daemon=True).start()
+    return listening
 
 
 def keep_going_until(stop: threading.Event, until: Callable[[], bool] | None) -> Callable[[], bool]:

@@ -141,6 +141,19 @@ class UteWorker(Worker):
             return False
         return super().perform_job(job, queue, execution)
 
+    def handle_job_success(self, job: Job, *args: Any, **kwargs: Any) -> None:
+        super().handle_job_success(job, *args, **kwargs)
+        self._announce_ended(job)
+
+    def handle_job_failure(self, job: Job, *args: Any, **kwargs: Any) -> None:
+        super().handle_job_failure(job, *args, **kwargs)
+        self._announce_ended(job)
+
+    def _announce_ended(self, job: Job) -> None:
+        """The coordinator looks at the file at once instead of at its next poll."""
+        with contextlib.suppress(redis.exceptions.RedisError):
+            state.announce_chunk_ended(self.connection, job.id)
+
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
         """Second signal: abort the chunk (rq kills the work horse) and requeue it at the front."""
         job_id = self.get_current_job_id()

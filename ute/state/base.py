@@ -12,6 +12,7 @@ QUEUE_HIGH = "high"
 QUEUE_LOW = "low"
 QUEUES = (QUEUE_HIGH, QUEUE_LOW)  # workers listen in this order
 KEY_PREFIX = "ute:"
+CHUNK_EVENTS_CHANNEL = KEY_PREFIX + "chunk-events"
 
 
 def redacted(url: str) -> str:
@@ -52,3 +53,15 @@ def give_back(connection: redis.Redis, queue_name: str, job_id: str) -> None:
     rq_queue.push_job_id(job_id, pipeline=pipe, at_front=True)
     pipe.execute()
 
+
+def announce_chunk_ended(connection: redis.Redis, job_id: str) -> None:
+    """Tell whoever listens (the coordinator) that a chunk's job just finished or failed: rq
+    has recorded its status by then."""
+    connection.publish(CHUNK_EVENTS_CHANNEL, job_id)
+
+
+def chunk_events(connection: redis.Redis) -> redis.client.PubSub:
+    """A subscription to announce_chunk_ended's messages (close it when done)."""
+    subscription = connection.pubsub(ignore_subscribe_messages=True)
+    subscription.subscribe(CHUNK_EVENTS_CHANNEL)
+    return subscription
