@@ -46,6 +46,8 @@ MAX_HEADER_BYTES = 64 << 10
 # A worker's ffmpeg keeps its connection while x265 works through what it read; it reconnects
 # after this much silence (-reconnect), but each reconnect costs a round trip.
 IDLE_TIMEOUT_SECONDS = 300
+# How often its connection loop wakes (cheroot: 0.5 s), and so how long a stop may wait for it.
+WAKE_SECONDS = 0.05
 MIN_FREE_BYTES = 256 << 20  # left on the work folder's disk after an upload
 ARRIVING_SUFFIX = ".arriving"
 
@@ -360,6 +362,7 @@ def _bind(app: TransferApp, host: str, port: int, tls: tuple[str, str] | None, *
         server = wsgi.Server((host, attempt_port), app, numthreads=SERVER_THREADS,
                              server_name="ute", timeout=IDLE_TIMEOUT_SECONDS)  # fmt: skip
         server.max_request_header_size = MAX_HEADER_BYTES  # cheroot's default: no limit
+        server.expiration_interval = WAKE_SECONDS
         if tls:
             try:
                 server.ssl_adapter = BuiltinSSLAdapter(*tls)

@@ -223,10 +223,14 @@ def stop(
     running = [process for process in processes if process.poll() is None]
     for process in running:
         _signal_group(process, signal.SIGTERM)
-    if cold and running:
-        time.sleep(RQ_SECOND_SIGNAL_GAP_SECONDS)
+    if cold and running:  # the second signal only to those the first did not end (idle ones exit)
+        gap_ends = time.monotonic() + RQ_SECOND_SIGNAL_GAP_SECONDS
         for process in running:
-            _signal_group(process, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.0, gap_ends - time.monotonic()))
+        for process in running:
+            if process.poll() is None:
+                _signal_group(process, signal.SIGTERM)
     if not wait:
         return
     deadline = time.monotonic() + grace_seconds
