@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     except UteError as error:
         print(f"ute-worker: error: {error}", file=sys.stderr)
         return 1
+    _import_before_forking()
     queues = [state.queue(queue_name, connection) for queue_name in state.QUEUES]
     while True:
         worker = UteWorker(queues, name=name, connection=connection)
@@ -268,6 +269,17 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as error:  # one line for the user, not a traceback
             print(f"ute-worker: error: {error}", file=sys.stderr)
             return 1
+
+
+def _import_before_forking() -> None:
+    """What every work horse needs, imported once here: each chunk runs in a fresh fork of this
+    process, and would import it again. The frozen objects stay out of the garbage collector's
+    reach, so that it does not write to (and so copy) their pages in every fork."""
+    import gc
+
+    import numpy  # noqa: F401  # PyAV imports it on a frame's first to_ndarray
+
+    gc.freeze()
 
 
 PARENT_CHECK_SECONDS = 0.5
