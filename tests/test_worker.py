@@ -59,10 +59,16 @@ def test_a_worker_finds_the_files_under_its_own_mount_point(clean_redis: str, tm
     file = FileSpec(f"{coordinator_root}/a clip.mkv", info.video_index, coordinator_work, settings)
     connection = state.connect(clean_redis)
     [job_id] = submit.submit_chunks(connection, file, [ChunkSpec(work_id, 0, 0, 24, 0)], state.QUEUE_LOW)
+    events = state.chunk_events(connection)
     worker = start_worker(clean_redis, tmp_path / "worker.log", "--burst",
                           "--path-map", f"{coordinator_root}={tmp_path / 'media'}")  # fmt: skip
     assert worker.wait(timeout=120) == 0, (tmp_path / "worker.log").read_text()
     assert count_frames(work / segment_name(0)) == 24
+    # The coordinator is told the moment the chunk ended, rather than finding out at its next poll.
+    said = [events.get_message(timeout=1) for _ in range(3)]  # the first: its subscription, ignored
+    assert {"type": "message", "pattern": None, "channel": state.CHUNK_EVENTS_CHANNEL.encode(),
+            "data": job_id.encode()} in said  # fmt: skip
+    events.close()
     # What rq-dashboard shows of the chunk leads back to the file `ute status` lists.
     job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
     assert job.id == f"ute-{file_id}-{work_id[-8:]}-chunk-00000"

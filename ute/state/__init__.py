@@ -2,6 +2,7 @@
 them; the rest of UTE reads and writes through what it exports."""
 
 from ute.state.base import (
+    CHUNK_EVENTS_CHANNEL,
     KEY_PREFIX,
     QUEUE_HIGH,
     QUEUE_LOW,
@@ -88,6 +89,7 @@ from ute.state.transfer import (
 
 __all__ = [
     "ATTEMPT_TTL_SECONDS",
+    "CHUNK_EVENTS_CHANNEL",
     "COMMIT_LOCK_SECONDS",
     "FARM_PAUSE_KEY",
     "FARM_PAUSE_TTL_SECONDS",
