@@ -73,6 +73,21 @@ def test_no_frames_no_chunks() -> None:
 
 
 def test_target_defaults_to_about_ten_seconds() -> None:
-    assert target_frames(23.976, None) == 240
-    assert target_frames(50.0, None) == 500
-    assert target_frames(25.0, 96) == 96
+    assert target_frames(23.976, None, 172_800) == 240
+    assert target_frames(50.0, None, 4000) == 500
+    assert target_frames(25.0, 96, 100) == 96
+
+
+def test_a_short_file_is_shared_among_workers_in_chunks_of_at_least_five_seconds() -> None:
+    assert target_frames(24.0, None, 24 * 30) == 180  # 30 s: 4 chunks of 7.5 s
+    assert target_frames(24.0, None, 24 * 10) == 120  # 10 s: 2 of 5 s
+    assert target_frames(24.0, None, 24 * 3) == 120  # shorter than one: the whole file
+    assert target_frames(24.0, None, 24 * 40) == 240
+
+
+@given(fps=st.floats(1.0, 240.0), frame_count=st.integers(1, 10**6))
+def test_the_target_lies_between_the_shortest_and_the_default_chunk(fps: float, frame_count: int) -> None:
+    target = target_frames(fps, None, frame_count)
+    assert max(1, round(fps * 5)) <= target <= max(1, round(fps * 10))
+    if frame_count >= 4 * round(fps * 10):
+        assert target == max(1, round(fps * 10))

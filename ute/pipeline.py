@@ -49,7 +49,7 @@ class PreparedFile:
 
 
 def plan_for(info: SourceInfo, settings: EncodeSettings) -> list[plan.Chunk]:
-    bounds = plan.ChunkBounds.around(plan.target_frames(info.fps, settings.chunk_frames))
+    bounds = plan.ChunkBounds.around(plan.target_frames(info.fps, settings.chunk_frames, info.frame_count))
     return plan.plan_chunks(info.frame_count, info.keyframes, bounds)
 
 

@@ -15,7 +15,7 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ute.settings import DEFAULT_CHUNK_SECONDS
+from ute.settings import DEFAULT_CHUNK_SECONDS, MIN_CHUNK_SECONDS, SHORT_FILE_CHUNKS
 
 
 @dataclass(frozen=True, order=True)
@@ -47,11 +47,16 @@ class ChunkBounds:
         return cls(target=target, min_frames=max(1, target // 2), max_frames=target * 2)
 
 
-def target_frames(fps: float, chunk_frames: int | None) -> int:
-    """The chunk length asked for, or about DEFAULT_CHUNK_SECONDS of video."""
+def target_frames(fps: float, chunk_frames: int | None, frame_count: int) -> int:
+    """The chunk length asked for, else about DEFAULT_CHUNK_SECONDS of video, or less for a file
+    too short to give SHORT_FILE_CHUNKS such chunks (down to MIN_CHUNK_SECONDS). It depends on
+    the file and the settings alone, so that a run resumed by other workers cuts it the same way."""
     if chunk_frames:
         return chunk_frames
-    return max(1, round(fps * DEFAULT_CHUNK_SECONDS)) if fps > 0 else 240
+    if fps <= 0:
+        return 240
+    shared = max(round(fps * MIN_CHUNK_SECONDS), -(-frame_count // SHORT_FILE_CHUNKS))
+    return max(1, min(round(fps * DEFAULT_CHUNK_SECONDS), shared))
 
 
 def plan_chunks(frame_count: int, keyframes: Sequence[int], bounds: ChunkBounds) -> list[Chunk]:
