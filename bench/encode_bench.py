@@ -1,53 +1,98 @@
-"""`ute encode` with local workers against one plain `ffmpeg -c:v libx265` of the same clip.
+"""`ute encode` with local workers against one plain `ffmpeg -c:v libx265` of the same clip, in
+wall time and in CPU time (user + system of every process each one started), at each clip
+length and preset asked for; the two runs of each pair are interleaved and the medians printed.
 
-    python bench/encode_bench.py [--seconds 30] [--size 640x360] [--preset fast] [--workers 2]
+    python bench/encode_bench.py [--seconds 10,30,180,600] [--presets ultrafast,fast,medium]
+                                 [--size 640x360] [--workers 2] [--runs 3]
 
-Both runs use the same preset and CRF; the figure is wall time, measured here, in this run.
+Both encode the same source (a testsrc2 clip in H.264 with a keyframe every 2 s) at the same
+preset and CRF. The ute run includes everything a user waits for: Redis and worker start, the
+probe and plan, the chunks, the mux and verify, and the stop. The tail is what the ute run
+spends after its last chunk is encoded (mux, verify, stop), and its share of the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
+
+from tail_bench import CHUNKS_DONE, tail_after_last_chunk
 
 from ute import runner, tools
 
 
+@dataclass(frozen=True)
+class Cost:
+    wall: float
+    cpu: float
+    tail: float = 0.0  # of a ute run: from its last chunk encoded to its exit
+
+
+def timed(argv: Sequence[str]) -> Cost:
+    """Wall and CPU seconds of one command and every process under it (all reaped by the end)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    run = subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall, ended = time.perf_counter() - started, time.time()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    tail = tail_after_last_chunk(run.stderr, ended) if CHUNKS_DONE in run.stderr else 0.0
+    return Cost(wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, tail)
+
+
+def make_clip(path: Path, size: str, seconds: int) -> None:
+    runner.run([tools.ffmpeg(), "-v", "error", "-f", "lavfi", "-i", f"testsrc2=s={size}:r=24:d={seconds}",
+                "-c:v", "libx264", "-preset", "ultrafast", "-g", "48", f"file:{path}"])  # fmt: skip
+
+
+def compare(source: Path, folder: Path, preset: str, workers: int, runs: int) -> tuple[Cost, Cost]:
+    """Median (ffmpeg, ute) costs of `runs` interleaved pairs."""
+    plain = [tools.ffmpeg(), "-v", "error", "-y", "-i", f"file:{source}", "-c:v", "libx265",
+             "-preset", preset, "-crf", "28", "-x265-params", "log-level=error",
+             f"file:{folder / 'plain.mkv'}"]  # fmt: skip
+    chunked = [sys.executable, "-m", "ute.cli", "encode", str(source),
+               "-o", str(folder / "ute.mkv"), "--force", "--preset", preset, "--crf", "28",
+               "--workers", str(workers)]  # fmt: skip
+    pairs = [(timed(plain), timed(chunked)) for _ in range(runs)]
+
+    def middle(costs: list[Cost]) -> Cost:
+        return Cost(*(median(getattr(cost, name) for cost in costs) for name in ("wall", "cpu", "tail")))
+
+    return middle([pair[0] for pair in pairs]), middle([pair[1] for pair in pairs])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--seconds", default="10,30,180,600", help="clip lengths, comma-separated")
+    parser.add_argument("--presets", default="ultrafast,fast,medium", help="x265 presets, comma-separated")
     parser.add_argument("--size", default="640x360")
-    parser.add_argument("--preset", default="fast")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=3, help="interleaved runs of each (medians)")
     args = parser.parse_args()
-    ffmpeg = tools.ffmpeg()
+    print(f"{os.cpu_count()} cores, {args.size} at 24 fps, crf 28, `ute encode --workers {args.workers}`, "
+          f"medians of {args.runs} interleaved runs")  # fmt: skip
+    print(f"{'clip':>6} {'preset':>9} | {'ffmpeg wall':>11} {'ute wall':>9} {'ratio':>6} | "
+          f"{'ffmpeg CPU':>10} {'ute CPU':>8} {'ratio':>6} | {'tail':>12}")  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        source = folder / "source.mkv"
-        runner.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i",
-                    f"testsrc2=s={args.size}:r=24:d={args.seconds}", "-c:v", "libx264",
-                    "-preset", "ultrafast", "-g", "48", f"file:{source}"])  # fmt: skip
-        started = time.perf_counter()
-        runner.run([ffmpeg, "-v", "error", "-i", f"file:{source}", "-c:v", "libx265",
-                    "-preset", args.preset, "-x265-params", "log-level=error",
-                    f"file:{folder / 'baseline.mkv'}"])  # fmt: skip
-        baseline = time.perf_counter() - started
-
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "ute.cli", "--log-level", "WARNING", "encode",
-                        str(source), "-o", str(folder / "ute.mkv"), "--preset", args.preset,
-                        "--workers", str(args.workers)], check=True)  # fmt: skip
-        chunked = time.perf_counter() - started
-        frames = args.seconds * 24
-        print(f"clip: {args.size}, {frames} frames, preset {args.preset}")
-        print(f"baseline ffmpeg libx265:      {baseline:6.1f} s  ({frames / baseline:6.1f} fps)")
-        print(f"ute encode --workers {args.workers}:      {chunked:6.1f} s  ({frames / chunked:6.1f} fps)"
-              "  (includes Redis and worker start, mux and full-decode verify)")
-        print(f"ute / baseline: {chunked / baseline:.2f}x")
+        for seconds in (int(text) for text in args.seconds.split(",")):
+            source = folder / f"source-{seconds}.mkv"
+            make_clip(source, args.size, seconds)
+            for preset in args.presets.split(","):
+                plain, chunked = compare(source, folder, preset, args.workers, args.runs)
+                print(f"{seconds:>5}s {preset:>9} | {plain.wall:>10.2f}s {chunked.wall:>8.2f}s "
+                      f"{chunked.wall / plain.wall:>5.2f}x | {plain.cpu:>9.2f}s {chunked.cpu:>7.2f}s "
+                      f"{chunked.cpu / plain.cpu:>5.2f}x | {chunked.tail:>5.2f}s "
+                      f"{100 * chunked.tail / chunked.wall:4.1f}%", flush=True)  # fmt: skip
+            source.unlink()
 
 
 if __name__ == "__main__":

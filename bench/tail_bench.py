@@ -30,9 +30,13 @@ def timed_encode(source: Path, output: Path, preset: str, workers: int, verify: 
                           "--preset", preset, "--workers", str(workers), "--verify", verify],
                          capture_output=True, text=True, check=True)  # fmt: skip
     ended, wall = time.time(), time.perf_counter() - started
-    [line] = [line for line in run.stderr.splitlines() if CHUNKS_DONE in line]
-    chunks_done = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-    return wall, ended - chunks_done
+    return wall, tail_after_last_chunk(run.stderr, ended)
+
+
+def tail_after_last_chunk(log: str, ended: float) -> float:
+    """Seconds from the log line of a `ute encode` run that says every chunk is encoded to ended."""
+    [line] = [line for line in log.splitlines() if CHUNKS_DONE in line]
+    return ended - datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
 def main() -> None:
