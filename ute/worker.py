@@ -154,6 +154,14 @@ class UteWorker(Worker):
         with contextlib.suppress(redis.exceptions.RedisError):
             state.announce_chunk_ended(self.connection, job.id)
 
+    def unsubscribe(self) -> None:
+        """rq's also waits up to a second for its command listener (a daemon thread) to notice,
+        which holds up every stop; this process is about to exit."""
+        if self.pubsub_thread:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                self.pubsub.unsubscribe()
+            self.pubsub_thread.stop()
+
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
         """Second signal: abort the chunk (rq kills the work horse) and requeue it at the front."""
         job_id = self.get_current_job_id()
