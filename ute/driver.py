@@ -112,6 +112,7 @@ class Driver:
             while keep_going():
                 if supervise:
                     supervise()
+                self._woken.clear()  # whatever happens from here on cuts the wait below short
                 try:
                     self.step(before_step)
                     if backoff.answered():
@@ -119,8 +120,8 @@ class Driver:
                 except redis.exceptions.RedisError as error:
                     if not backoff.unavailable(error):
                         raise
-                self._woken.wait(backoff.pause)
-                self._woken.clear()
+                if keep_going():  # a file that just ended ends the run now, not after a poll
+                    self._woken.wait(backoff.pause)
         finally:
             listening.clear()
 
