@@ -21,6 +21,7 @@ from ute.errors import UteError
 log = logging.getLogger(__name__)
 
 WORKER_START_SECONDS = 60
+REGISTRATION_POLL_SECONDS = 0.02  # a short file's encode starts once they are there
 
 
 def _spawn(url: str, name: str, log_dir: Path) -> subprocess.Popen[bytes]:
@@ -81,9 +82,10 @@ def _wait_until_registered(
 ) -> None:  # fmt: skip
     """Queue nothing before the local workers listen, so every one of them gets chunks."""
     deadline = time.monotonic() + WORKER_START_SECONDS
-    while not set(names) <= {worker.name for worker in Worker.all(connection=connection)}:
+    wanted = {Worker.redis_worker_namespace_prefix + name for name in names}
+    while not wanted <= set(Worker.all_keys(connection=connection)):  # one SMEMBERS a look
         if any(process.poll() is not None for process in processes):
             raise UteError(f"a local worker exited at start; see its log in {log_dir}")
         if time.monotonic() > deadline:
             raise UteError(f"local workers did not start within {WORKER_START_SECONDS} s")
-        time.sleep(0.1)
+        time.sleep(REGISTRATION_POLL_SECONDS)
