@@ -518,3 +518,40 @@ def test_a_work_id_other_than_16_hex_dash_8_hex_is_refused(work_id: str) -> None
         jobspec.check_chunk({**GOOD_CHUNK, "work_id": work_id})
     with pytest.raises(EncodeError, match="refused: the file's work_dir"):
         jobspec.check_file({**GOOD_FILE, "work_dir": f"/srv/out/.ute-work/{WORK_ID}"}, work_id, "chunk 3")
+
+
+def test_a_short_file_cut_shorter_gets_a_work_id_of_its_own(tmp_path: Path) -> None:
+    """Its segments must never be taken for those of the 10 s chunks it was cut into before,
+    under the same settings; a long file's work id is what it always was (a run resumes)."""
+    settings = EncodeSettings(preset="ultrafast")
+    short = probe(make_clip(tmp_path / "short.mkv", seconds=10, size="64x36"))
+    long = probe(make_clip(tmp_path / "long.mkv", seconds=48, size="64x36"))
+    by_settings_alone = json.dumps(settings.to_json())
+    for info, same in ((short, False), (long, True)):
+        prepared = pipeline.prepare(info, settings, tmp_path / WORK_DIR_NAME)
+        file_id = state.fingerprint(info.path, info.size, info.mtime_ns)
+        assert (prepared.work_id == state.work_id(file_id, by_settings_alone)) is same
+    assert [chunk.frames for chunk in pipeline.plan_for(short, settings)] == [120, 120]
+
+
+def test_chunk_statuses_are_read_where_redis_runs_no_scripts(clean_redis: str) -> None:
+    """One Lua call reads them all; a Redis whose ACL denies scripts gets a pipeline instead."""
+    admin = state.connect(clean_redis)
+    file = jobs.FileSpec("/media/a.mkv", 0, "/media/.ute-work/w", EncodeSettings().to_json())
+    work_id = state.work_id(state.fingerprint("/media/a.mkv", 1, 1), "{}")
+    specs = [jobs.ChunkSpec(work_id, index, index * 24, 24, 0) for index in range(3)]
+    submit.submit_chunks(admin, file, specs)
+    admin.hset(Job.key_for(state.chunk_job_id(work_id, 1)), "status", JobStatus.FINISHED.value)
+    admin.acl_setuser("noscripts", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+                      commands=["+@all", "-@scripting"])  # fmt: skip
+    try:
+        where = admin.connection_pool.connection_kwargs
+        denied = redis.Redis(host=where["host"], port=where["port"], username="noscripts", password="pw")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            denied.eval("return 1", 0)
+        for connection in (admin, denied):
+            read = state.current_chunk_statuses(connection, work_id, [0, 1, 2, 7])
+            queued, finished = JobStatus.QUEUED, JobStatus.FINISHED
+            assert [status for _, status in read] == [queued, finished, queued, None]
+    finally:
+        admin.acl_deluser("noscripts")

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -49,8 +50,23 @@ class PreparedFile:
 
 
 def plan_for(info: SourceInfo, settings: EncodeSettings) -> list[plan.Chunk]:
-    bounds = plan.ChunkBounds.around(plan.target_frames(info.fps, settings.chunk_frames, info.frame_count))
+    bounds = plan.ChunkBounds.around(_chunk_target(info, settings))
     return plan.plan_chunks(info.frame_count, info.keyframes, bounds)
+
+
+def _chunk_target(info: SourceInfo, settings: EncodeSettings) -> int:
+    return plan.target_frames(info.fps, settings.chunk_frames, info.frame_count)
+
+
+def _plan_digest_input(info: SourceInfo, settings: EncodeSettings) -> str:
+    """What the work id is made from besides the file: the settings, and a short file's own chunk
+    length, so that its segments are never taken for those of another plan (short files were cut
+    into 10 s chunks under the same settings before; long files' work ids are what they were)."""
+    settings_json = json.dumps(settings.to_json())
+    target = _chunk_target(info, settings)
+    if target == plan.target_frames(info.fps, settings.chunk_frames, sys.maxsize):
+        return settings_json
+    return f"{settings_json}\nchunk target {target}"
 
 
 def prepare(info: SourceInfo, settings: EncodeSettings, work_root: Path) -> PreparedFile:
@@ -62,7 +78,7 @@ def prepare(info: SourceInfo, settings: EncodeSettings, work_root: Path) -> Prep
     x265_params.check_with_encoder(tools.ffmpeg(), settings)  # ffmpeg only warns of bad ones
     chunks = plan_for(info, settings)
     file_id = state.fingerprint(info.path, info.size, info.mtime_ns)
-    work_id = state.work_id(file_id, json.dumps(settings.to_json()))
+    work_id = state.work_id(file_id, _plan_digest_input(info, settings))
     return PreparedFile(info, settings, tuple(chunks), file_id, work_id, work_root / work_id,
                         tuple(chunk_specs(info, chunks, work_id)))  # fmt: skip
 
