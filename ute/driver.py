@@ -83,7 +83,7 @@ class Driver:
         self.monitor = monitor.ChunkMonitor(connection)
         self.room = True
         self._last_monitor = 0.0
-        self._woken = threading.Event()  # a helper finished: look again now, not at the next poll
+        self._woken = threading.Event()  # a helper finished, a chunk ended: look now, not at the next poll
         state.register_queues(connection)  # rq-dashboard lists both from the start
 
     def add(self, run: FileRun, prepare: Callable[[], PreparedFile] | None = None, **record: Any) -> None:

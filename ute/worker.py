@@ -155,12 +155,14 @@ class UteWorker(Worker):
             state.announce_chunk_ended(self.connection, job.id)
 
     def unsubscribe(self) -> None:
-        """rq's also waits up to a second for its command listener (a daemon thread) to notice,
-        which holds up every stop; this process is about to exit."""
+        """rq's unsubscribes first and stops its command listener after: when the listener read
+        the answer in between, it waited out its 60 s read, and every stop its 1 s join. Stopped
+        first, the answer ends its wait, and it closes its connection itself."""
         if self.pubsub_thread:
+            self.pubsub_thread.stop()
             with contextlib.suppress(redis.exceptions.RedisError):
                 self.pubsub.unsubscribe()
-            self.pubsub_thread.stop()
+            self.pubsub_thread.join(timeout=1)
 
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
         """Second signal: abort the chunk (rq kills the work horse) and requeue it at the front."""
@@ -282,9 +284,10 @@ def main(argv: list[str] | None = None) -> int:
 def _import_before_forking() -> None:
     """What every work horse needs, imported once here: each chunk runs in a fresh fork of this
     process, and would import it again. The frozen objects stay out of the garbage collector's
-    reach, so that it does not write to (and so copy) their pages in every fork."""
+    reach, so that its passes do not write to (and so copy) their pages in every fork."""
     import gc
 
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # nothing here multiplies matrices
     import numpy  # noqa: F401  # PyAV imports it on a frame's first to_ndarray
 
     gc.freeze()
