@@ -20,9 +20,10 @@ from ute.errors import SettingsError
 from ute.x265_params import check as check_x265_params
 
 DEFAULT_CHUNK_SECONDS = 10.0
-# A shorter file is cut into up to this many chunks, so that as many workers share it, but into
-# none shorter than MIN_CHUNK_SECONDS: shorter chunks cost size (+1.4% at 5 s, +1.6% at 4 s and
-# +3.0% at 3 s against 10 s, on a 30 s zoom at `fast`).
+# A shorter file is cut into about this many chunks, so that as many workers share it, but with
+# a target no shorter than MIN_CHUNK_SECONDS (cuts fall on keyframes: a chunk may be half its
+# target): shorter chunks cost size (+1.4% at 5 s, +1.6% at 4 s and +3.0% at 3 s against 10 s,
+# on a 30 s zoom at `fast`).
 SHORT_FILE_CHUNKS = 4
 MIN_CHUNK_SECONDS = 5.0
 # rq kills a job after this many seconds; generous because a slow preset on a long chunk is slow.
