@@ -239,6 +239,7 @@ def stop(
             process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             log.warning("process %d did not stop within %.0f s; killing it", process.pid, grace_seconds)
+            kill_descendants(process.pid)  # a work horse runs in a group of its own
             _signal_group(process, signal.SIGKILL)
             process.wait()
 
