@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 
+from clips import testsrc_clip
 from tail_bench import CHUNKS_DONE, tail_after_last_chunk
 
-from ute import runner, tools
+from ute import tools
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,6 @@ def timed(argv: Sequence[str]) -> Cost:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     tail = tail_after_last_chunk(run.stderr, ended) if CHUNKS_DONE in run.stderr else 0.0
     return Cost(wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, tail)
-
-
-def make_clip(path: Path, size: str, seconds: int) -> None:
-    runner.run([tools.ffmpeg(), "-v", "error", "-f", "lavfi", "-i", f"testsrc2=s={size}:r=24:d={seconds}",
-                "-c:v", "libx264", "-preset", "ultrafast", "-g", "48", f"file:{path}"])  # fmt: skip
 
 
 def compare(source: Path, folder: Path, preset: str, workers: int, runs: int) -> tuple[Cost, Cost]:
@@ -85,7 +81,7 @@ def main() -> None:
         folder = Path(scratch)
         for seconds in (int(text) for text in args.seconds.split(",")):
             source = folder / f"source-{seconds}.mkv"
-            make_clip(source, args.size, seconds)
+            testsrc_clip(source, args.size, seconds)
             for preset in args.presets.split(","):
                 plain, chunked = compare(source, folder, preset, args.workers, args.runs)
                 print(f"{seconds:>5}s {preset:>9} | {plain.wall:>10.2f}s {chunked.wall:>8.2f}s "

@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 
 import psutil
+from clips import testsrc_clip
 from rq import Worker
 
-from ute import runner, state, tools
+from ute import runner, state
 from ute.redis_server import private_redis
 
 
@@ -45,8 +46,7 @@ def wait(condition, timeout: float = 120.0):  # type: ignore[no-untyped-def]
 def one_run(folder: Path) -> float:
     source = folder / "source.mkv"
     if not source.exists():
-        runner.run([tools.ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=640x360:r=24:d=20",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-g", "48", f"file:{source}"])  # fmt: skip
+        testsrc_clip(source, "640x360", 20)
     with private_redis(folder / f"redis-{time.monotonic_ns()}") as url:
         connection = state.connect(url)
         out = folder / "out.mkv"

@@ -18,7 +18,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from ute import runner, tools
+from clips import testsrc_clip
 
 CHUNKS_DONE = "chunks encoded; muxing and verifying"
 
@@ -49,10 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        source = folder / "source.mkv"
-        runner.run([tools.ffmpeg(), "-v", "error", "-f", "lavfi", "-i",
-                    f"testsrc2=s={args.size}:r=24:d={args.seconds}", "-c:v", "libx264",
-                    "-preset", "ultrafast", "-g", "48", f"file:{source}"])  # fmt: skip
+        source = testsrc_clip(folder / "source.mkv", args.size, args.seconds)
         results: dict[str, list[tuple[float, float]]] = {"full": [], "segments": []}
         for number in range(args.runs):
             for verify in results:
