@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import redis
 from poll_bench import midway_in_private_redis
 from rq.job import JobStatus
 
@@ -44,6 +45,11 @@ def swarm(url: str, queue_name: str, every: float, stop: threading.Event) -> Non
         state.announce_chunk_ended(connection, job_id)
 
 
+def finished_chunks(connection: redis.Redis, work_id: str, chunk_count: int) -> int:
+    statuses = state.current_chunk_statuses(connection, work_id, range(chunk_count))
+    return sum(1 for _, status in statuses if status == JobStatus.FINISHED)
+
+
 def idle_baseline(seconds: float) -> float:
     """CPU seconds of this process sleeping in the driver's steps: what Python costs doing nothing."""
     started = time.process_time()
@@ -64,8 +70,7 @@ def main() -> None:
         redis_url = f"redis://{url['host']}:{url['port']}/{url.get('db', 0)}"
         run = FileRun(film.file_id, Path(film.info.path), state.QUEUE_LOW)
         disks = farm.DiskGuard(connection, [film.work_dir])
-        finished_before = sum(1 for status in state.current_chunk_statuses(connection, film.work_id,
-                              range(args.chunks)) if status[1] == JobStatus.FINISHED)  # fmt: skip
+        finished_before = finished_chunks(connection, film.work_id, args.chunks)
         stop = multiprocessing.Event()
         with ThreadPoolExecutor(1) as helpers, chunk_server(connection, redis_url, film.work_dir.parent,
                                                             ServerOptions()) as server:  # fmt: skip
@@ -80,8 +85,7 @@ def main() -> None:
             cpu = time.process_time() - cpu
             stop.set()
             finishing.join()
-        finished = sum(1 for status in state.current_chunk_statuses(connection, film.work_id,
-                       range(args.chunks)) if status[1] == JobStatus.FINISHED) - finished_before  # fmt: skip
+        finished = finished_chunks(connection, film.work_id, args.chunks) - finished_before
     idle = idle_baseline(args.seconds)
     print(f"{args.chunks}-chunk film, {args.seconds:.0f} s of it, a chunk finished every {args.every} s "
           f"({finished} in all), coordinator state {run.state.value}")  # fmt: skip
