@@ -4,11 +4,15 @@ length and preset asked for; the two runs of each pair are interleaved and the m
 
     python bench/encode_bench.py [--seconds 10,30,180,600] [--presets ultrafast,fast,medium]
                                  [--size 640x360] [--workers 2] [--runs 3]
+                                 [--scaling-seconds 60] [--scaling-preset fast]
 
 Both encode the same source (a testsrc2 clip in H.264 with a keyframe every 2 s) at the same
 preset and CRF. The ute run includes everything a user waits for: Redis and worker start, the
 probe and plan, the chunks, the mux and verify, and the stop. The tail is what the ute run
 spends after its last chunk is encoded (mux, verify, stop), and its share of the run.
+
+On a machine with more than 2 cores it then runs `--workers 1, 2, 4, ..., cores` against plain
+ffmpeg on a 1080p clip (the header says how many cores it found).
 """
 
 from __future__ import annotations
@@ -72,11 +76,13 @@ def main() -> None:
     parser.add_argument("--size", default="640x360")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3, help="interleaved runs of each (medians)")
+    parser.add_argument("--scaling-seconds", type=int, default=60,
+                        help="length of the 1080p clip for --workers 1..N, on more than 2 cores (0: skip)")
+    parser.add_argument("--scaling-preset", default="fast")
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores, {args.size} at 24 fps, crf 28, `ute encode --workers {args.workers}`, "
           f"medians of {args.runs} interleaved runs")  # fmt: skip
-    print(f"{'clip':>6} {'preset':>9} | {'ffmpeg wall':>11} {'ute wall':>9} {'ratio':>6} | "
-          f"{'ffmpeg CPU':>10} {'ute CPU':>8} {'ratio':>6} | {'tail':>12}")  # fmt: skip
+    print(f"{'clip':>6} {'preset':>9} | {HEADER} | {'tail':>12}")
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         for seconds in (int(text) for text in args.seconds.split(",")):
@@ -84,11 +90,41 @@ def main() -> None:
             testsrc_clip(source, args.size, seconds)
             for preset in args.presets.split(","):
                 plain, chunked = compare(source, folder, preset, args.workers, args.runs)
-                print(f"{seconds:>5}s {preset:>9} | {plain.wall:>10.2f}s {chunked.wall:>8.2f}s "
-                      f"{chunked.wall / plain.wall:>5.2f}x | {plain.cpu:>9.2f}s {chunked.cpu:>7.2f}s "
-                      f"{chunked.cpu / plain.cpu:>5.2f}x | {chunked.tail:>5.2f}s "
+                print(f"{seconds:>5}s {preset:>9} | {side_by_side(plain, chunked)} | {chunked.tail:>5.2f}s "
                       f"{100 * chunked.tail / chunked.wall:4.1f}%", flush=True)  # fmt: skip
             source.unlink()
+        if args.scaling_seconds:
+            scaling(folder, args.scaling_seconds, args.scaling_preset, args.runs)
+
+
+HEADER = f"{'ffmpeg wall':>11} {'ute wall':>9} {'ratio':>6} | {'ffmpeg CPU':>10} {'ute CPU':>8} {'ratio':>6}"
+
+
+def side_by_side(plain: Cost, chunked: Cost) -> str:
+    return (f"{plain.wall:>10.2f}s {chunked.wall:>8.2f}s {chunked.wall / plain.wall:>5.2f}x | "
+            f"{plain.cpu:>9.2f}s {chunked.cpu:>7.2f}s {chunked.cpu / plain.cpu:>5.2f}x")  # fmt: skip
+
+
+def worker_counts(cores: int) -> list[int]:
+    """1, 2, 4, ... and the number of cores."""
+    counts = [1 << power for power in range(cores.bit_length()) if 1 << power < cores]
+    return [*counts, cores]
+
+
+def scaling(folder: Path, seconds: int, preset: str, runs: int) -> None:
+    """`ute encode --workers 1..N` against plain ffmpeg on a 1080p clip, where the machine has
+    the cores for it (on 2, a second worker has no core of its own: the main table shows that)."""
+    cores = os.cpu_count() or 1
+    if cores <= 2:
+        print(f"\n--workers 1..N at 1920x1080: not run, this machine has {cores} cores (more than 2 needed)")
+        return
+    print(f"\n{seconds} s at 1920x1080, {preset}, {cores} cores: `ute encode --workers N` against ffmpeg")
+    print(f"{'workers':>7} | {HEADER}")
+    source = testsrc_clip(folder / "source-1080p.mkv", "1920x1080", seconds)
+    for workers in worker_counts(cores):
+        plain, chunked = compare(source, folder, preset, workers, runs)
+        print(f"{workers:>7} | {side_by_side(plain, chunked)}", flush=True)
+    source.unlink()
 
 
 if __name__ == "__main__":

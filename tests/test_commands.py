@@ -105,3 +105,12 @@ def test_mux_shifts_video_that_starts_after_the_other_streams() -> None:
                         40_000, PurePosixPath("/out/x.mkv"))  # fmt: skip
     assert argv[argv.index("-itsoffset") + 1] == "0.040000"
     assert argv.index("-itsoffset") < argv.index("-f")
+
+
+def test_the_worker_s_threads_become_x265_s_pool_unless_the_settings_name_one() -> None:
+    argv = commands.encode_chunk("ffmpeg", WEIRD, 0, ChunkInput(-1, 24, None), EncodeSettings(),
+                                 PurePosixPath("/w/a.part"), threads=3)  # fmt: skip
+    assert argv[argv.index("-x265-params") + 1] == "log-level=info:pools=3"
+    assert commands.x265_params(EncodeSettings(x265_params="aq-mode=3")) == "log-level=info:aq-mode=3"
+    for own in ("pools=8", "numa-pools=4,4", "frame-threads=2:pools=+"):
+        assert commands.x265_params(EncodeSettings(x265_params=own), threads=1) == f"log-level=info:{own}"

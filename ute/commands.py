@@ -93,11 +93,16 @@ def seconds_argument(microseconds: int) -> str:
     return f"{sign}{whole}.{fraction:06d}"
 
 
-def x265_params(settings: EncodeSettings) -> str:
+def x265_params(settings: EncodeSettings, threads: int | None = None) -> str:
+    """The settings' x265 parameters, with the encoder's log level and its thread pool (threads,
+    when given) unless they name their own."""
     pairs = x265_parameters.parse(settings.x265_params)
+    named = {x265_parameters.canonical_name(name) for name, _ in pairs}
     params = [f"{name}={value}" for name, value in pairs]
-    if not any(x265_parameters.canonical_name(name) in x265_parameters.LOG_LEVEL_PARAMS for name, _ in pairs):
+    if not named & x265_parameters.LOG_LEVEL_PARAMS:
         params.insert(0, "log-level=info")  # its closing summary is the chunk's log
+    if threads is not None and not named & x265_parameters.THREAD_POOL_PARAMS:
+        params.append(f"pools={threads}")
     return ":".join(params)
 
 
@@ -108,8 +113,10 @@ def encode_chunk(
     chunk: ChunkInput,
     settings: EncodeSettings,
     output: PurePath,
+    threads: int | None = None,
 ) -> list[str]:
-    """Encode exactly `chunk.frames` frames, the first being the one at `chunk.start_pts`.
+    """Encode exactly `chunk.frames` frames, the first being the one at `chunk.start_pts`, with x265's
+    thread pool of `threads` (None: x265's own choice, every core).
 
     Frames are picked by their own timestamps, not by where a seek lands: `-ss` before `-i`
     only brings the demuxer to the keyframe at or before the chunk (`-noaccurate_seek` drops
@@ -136,7 +143,7 @@ def encode_chunk(
         "-c:v", "libx265",
         "-preset", settings.preset,
         "-crf", f"{settings.crf:g}",
-        "-x265-params", x265_params(settings),
+        "-x265-params", x265_params(settings, threads),
         "-f", "matroska", "-y", file_url(output),
     ]  # fmt: skip
 

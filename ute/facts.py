@@ -296,16 +296,19 @@ def _decode_from(
 
 
 def decode_all(
-    path: str | os.PathLike[str], video_index: int, positions: set[int], shrink: Shrink
-) -> tuple[int, dict[int, Any]]:
-    """Decode every frame of the video: how many came out, and grey pictures of those at the
-    given positions (in presentation order)."""
+    path: str | os.PathLike[str], video_index: int, positions: set[int], shrink: Shrink,
+    threads: int | None = None,
+) -> tuple[int, dict[int, Any]]:  # fmt: skip
+    """Decode every frame of the video with threads (None: as many as the decoder likes): how
+    many came out, and grey pictures of those at the given positions (in presentation order)."""
     pictures: dict[int, Any] = {}
     count = 0
     try:
         with av.open(str(path)) as container:
             video = container.streams[video_index]
             video.thread_type = "AUTO"
+            if threads is not None:
+                video.codec_context.thread_count = threads
             for count, frame in enumerate(container.decode(video), start=1):
                 if count - 1 in positions:
                     pictures[count - 1] = shrink(frame.to_ndarray(format="gray"))

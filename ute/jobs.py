@@ -19,7 +19,20 @@ import redis
 from rq import get_current_job
 from rq.job import Job
 
-from ute import chunkclient, commands, facts, jobspec, pathmap, probe, runner, state, tools, transfer, verify
+from ute import (
+    chunkclient,
+    commands,
+    cores,
+    facts,
+    jobspec,
+    pathmap,
+    probe,
+    runner,
+    state,
+    tools,
+    transfer,
+    verify,
+)
 from ute.errors import EncodeError, ProbeError
 from ute.plan import segment_name
 from ute.settings import EncodeSettings
@@ -149,16 +162,17 @@ def _encode(file: FileSpec, chunk: ChunkSpec, job: Job | None, name: str, hidden
     if job is not None:
         state.claim_chunk(job.connection, chunk_key, attempt)
     started = time.monotonic()
+    threads = None if job is None else cores.threads_per_worker(job.connection)
     report = _ProgressReporter(job)
     with way.folder() as folder:
         # A per-attempt name: a late attempt can never write into another attempt's file.
         part = folder / f"{segment.name}.{attempt[:8]}.part"
         check_part = part.with_name(part.name + verify.CHECK_SUFFIX)
         argv = commands.encode_chunk(tools.ffmpeg(), way.source(file, chunk), file.video_index, chunk.input,
-                                     EncodeSettings.from_json(file.settings), part)  # fmt: skip
+                                     EncodeSettings.from_json(file.settings), part, threads)  # fmt: skip
         with _heartbeat(job), _cleanup_on_failure(part), _cleanup_on_failure(check_part):
             outcome = runner.run(argv, on_progress=report)
-            _check_segment(part, check_part, chunk, name)
+            _check_segment(part, check_part, chunk, name, threads)
             size = part.stat().st_size
             committing = time.monotonic()
             way.commit(job, chunk, chunk_key, attempt, part, check_part, name)
@@ -167,12 +181,12 @@ def _encode(file: FileSpec, chunk: ChunkSpec, job: Job | None, name: str, hidden
     _record_segment(job, chunk, size)
     return _result(chunk, size, seconds=time.monotonic() - started, reused=False,
                    log_lines=[hidden.scrub(line) for line in outcome.stderr_tail],
-                   commit_seconds=commit_seconds, way_in=way.input)  # fmt: skip
+                   commit_seconds=commit_seconds, way_in=way.input, threads=threads)  # fmt: skip
 
 
-def _check_segment(part: Path, check_part: Path, chunk: ChunkSpec, name: str) -> None:
-    """The segment holds and decodes to exactly the chunk's frames; what the coordinator would
-    otherwise decode the whole output for is kept beside it."""
+def _check_segment(part: Path, check_part: Path, chunk: ChunkSpec, name: str, threads: int | None) -> None:
+    """The segment holds and decodes to exactly the chunk's frames (decoded with the encoder's
+    threads); what the coordinator would otherwise decode the whole output for is kept beside it."""
     try:  # one demux: the frames written (a packet each) and the digests the check keeps
         digests = facts.packet_digests(part, 0)
     except (ProbeError, OSError):
@@ -180,7 +194,7 @@ def _check_segment(part: Path, check_part: Path, chunk: ChunkSpec, name: str) ->
     if len(digests) != chunk.frames:
         raise EncodeError(f"{name}: the encoder wrote {len(digests)} of {chunk.frames} frames")
     try:
-        check = verify.check_segment(part, chunk.frames, digests)
+        check = verify.check_segment(part, chunk.frames, digests, threads)
     except ProbeError as error:
         raise EncodeError(f"{name}: the segment does not decode: {error}") from None
     if check.decoded != chunk.frames:
@@ -302,7 +316,7 @@ def _heartbeat(job: Job | None) -> Iterator[None]:
 
 def _result(
     chunk: ChunkSpec, size: int, *, seconds: float, reused: bool, log_lines: Sequence[str],
-    commit_seconds: float = 0.0, way_in: str = transfer.INPUT_SHARED_FOLDER,
+    commit_seconds: float = 0.0, way_in: str = transfer.INPUT_SHARED_FOLDER, threads: int | None = None,
 ) -> dict[str, Any]:
     """The job's return value, which rq keeps: timings, where it ran, and the encoder's log."""
     return {
@@ -316,6 +330,7 @@ def _result(
         "input": way_in,
         # of seconds: committing the segment (a rename, or sending it to the coordinator)
         "commit_seconds": round(commit_seconds, 3),
+        "threads": threads,  # x265's pool and the check's decoder (None: their own choice)
         "log": list(log_lines),
     }
 

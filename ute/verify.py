@@ -215,10 +215,12 @@ def packets_digest(packet_digests: Sequence[bytes]) -> bytes:
     return hashlib.blake2b(b"".join(packet_digests), digest_size=16).digest()
 
 
-def check_segment(segment: Path, frames: int, packet_digests: Sequence[bytes]) -> SegmentCheck:
-    """Decode a segment (its only video stream), whose packets' digests the caller has read:
-    raises ProbeError where a frame does not decode."""
-    decoded, pictures = facts.decode_all(segment, 0, {0, frames - 1}, shrink)
+def check_segment(
+    segment: Path, frames: int, packet_digests: Sequence[bytes], threads: int | None = None
+) -> SegmentCheck:
+    """Decode a segment (its only video stream), whose packets' digests the caller has read, with
+    threads (None: the decoder's choice): raises ProbeError where a frame does not decode."""
+    decoded, pictures = facts.decode_all(segment, 0, {0, frames - 1}, shrink, threads)
     return SegmentCheck(decoded, pictures.get(0), pictures.get(frames - 1), packets_digest(packet_digests))
 
 

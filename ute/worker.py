@@ -81,7 +81,11 @@ class UteWorker(Worker):
         self._left_to_others = LeftToOthers()
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
-        presence = threading.Thread(target=self._announce, name="ute-presence", daemon=True)
+        processes: dict[int, psutil.Process] = {}
+        # Once before taking work: the workers beside it count it when they share the cores.
+        self._announce_once(processes)
+        presence = threading.Thread(target=self._announce, args=(processes,), name="ute-presence",
+                                    daemon=True)  # fmt: skip
         presence.start()
         try:
             return super().work(*args, **kwargs)
@@ -91,18 +95,17 @@ class UteWorker(Worker):
             with contextlib.suppress(redis.exceptions.RedisError):
                 state.withdraw_worker(self.connection, self.name)
 
-    def _announce(self) -> None:
-        processes: dict[int, psutil.Process] = {}
-        host = socket.gethostname()
-        while not self._presence_stop.is_set():
-            with contextlib.suppress(redis.exceptions.RedisError, psutil.Error):
-                cpu, memory = _tree_usage(processes)
-                job_id = self.get_current_job_id()
-                state.announce_worker(self.connection, self.name, {
-                    "name": self.name, "host": host, "pid": os.getpid(), "job": job_id,
-                    "cpu_percent": round(cpu, 1), "memory_bytes": memory
-                })  # fmt: skip
-            self._presence_stop.wait(PRESENCE_SECONDS)
+    def _announce(self, processes: dict[int, psutil.Process]) -> None:
+        while not self._presence_stop.wait(PRESENCE_SECONDS):
+            self._announce_once(processes)
+
+    def _announce_once(self, processes: dict[int, psutil.Process]) -> None:
+        with contextlib.suppress(redis.exceptions.RedisError, psutil.Error):
+            cpu, memory = _tree_usage(processes)
+            state.announce_worker(self.connection, self.name, {
+                "name": self.name, "host": socket.gethostname(), "pid": os.getpid(),
+                "job": self.get_current_job_id(), "cpu_percent": round(cpu, 1), "memory_bytes": memory,
+            })  # fmt: skip
 
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None

@@ -109,6 +109,7 @@ KNOWN_PARAMS: frozenset[str] = frozenset({
 
 # x265 takes both names for its log level; UTE adds log-level=info itself (commands.x265_params).
 LOG_LEVEL_PARAMS = frozenset({"log-level", "log"})
+THREAD_POOL_PARAMS = frozenset({"pools", "numa-pools"})
 LOG_LEVEL_VALUES = frozenset(
     {"-1", "0", "1", "2", "3", "4", "none", "error", "warning", "info", "debug", "full"}
 )

@@ -12,6 +12,7 @@ from ute.state.base import (
     connect,
     give_back,
     queue,
+    queued_count,
     redacted,
     register_queues,
 )
@@ -75,6 +76,7 @@ from ute.state.swarm import (
     live_workers,
     swarm_fps_history,
     withdraw_worker,
+    workers_on_host,
 )
 from ute.state.transfer import (
     MOVED_TTL_SECONDS,
@@ -149,6 +151,7 @@ __all__ = [
     "note_worker_input",
     "pause_farm",
     "queue",
+    "queued_count",
     "record_segment",
     "redacted",
     "register_queues",
@@ -163,4 +166,5 @@ __all__ = [
     "withdraw_worker",
     "work_id",
     "workers_moved",
+    "workers_on_host",
 ]

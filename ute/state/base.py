@@ -44,6 +44,14 @@ def register_queues(connection: redis.Redis) -> None:
     connection.sadd(Queue.redis_queues_keys, *(queue(name, connection).key for name in QUEUES))
 
 
+def queued_count(connection: redis.Redis) -> int:
+    """How many jobs wait in UTE's queues, all files together."""
+    pipe = connection.pipeline(transaction=False)
+    for name in QUEUES:
+        pipe.llen(queue(name, connection).key)
+    return sum(pipe.execute())
+
+
 def give_back(connection: redis.Redis, queue_name: str, job_id: str) -> None:
     """Put a dequeued job back at the front of its queue (and out of rq's intermediate list,
     where a worker on a single queue keeps what it took)."""

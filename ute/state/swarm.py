@@ -28,6 +28,11 @@ def live_workers(connection: redis.Redis) -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in connection.mget(keys) if raw] if keys else []
 
 
+def workers_on_host(connection: redis.Redis, host: str) -> int:
+    """How many workers announce themselves from host."""
+    return sum(1 for worker in live_workers(connection) if worker.get("host") == host)
+
+
 # Frames the swarm encoded, counted by the encoders as they go, in buckets that live an hour: the
 # dashboard's chart of swarm fps over the last hour, whoever was watching.
 SWARM_BUCKET_SECONDS = 10
