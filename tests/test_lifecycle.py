@@ -538,3 +538,39 @@ def test_a_request_for_a_file_that_ended_changes_nothing(farm: dict[str, Any]) -
     assert 0 < connection.ttl(f"{state.KEY_PREFIX}file:aaaaaaaaaaaaaaaa") <= state.FINISHED_FILE_TTL_SECONDS
     assert state.file_record(connection, "bbbbbbbbbbbbbbbb") is None
     assert (state.file_record(connection, "aaaaaaaaaaaaaaaa") or {}).get("control") == ""
+
+
+# ---- chunk events ------------------------------------------------------------------------------
+
+
+@given(st.text(alphabet="0123456789abcdef", min_size=16, max_size=16), st.integers(0, 99_999),
+       st.integers(0, 50))  # fmt: skip
+def test_a_chunk_job_id_names_its_file(file_id: str, index: int, generation: int) -> None:
+    job_id = state.chunk_job_id(state.work_id(file_id, "{}"), index, generation)
+    assert state.file_id_of_chunk_job(job_id) == file_id
+    assert state.file_id_of_chunk_job("some-other-job") is None
+
+
+def test_only_a_chunk_of_its_own_files_wakes_the_driver(clean_redis: str) -> None:
+    """Another coordinator's chunks end on the same Redis without waking this one."""
+    from ute.driver import _wake_on_chunk_events
+
+    connection = state.connect(clean_redis)
+    mine, theirs = (state.chunk_job_id(state.work_id(file_id, "{}"), 0) for file_id in ("a" * 16, "b" * 16))
+    asked: list[str] = []
+
+    def wanted(job_id: str) -> bool:
+        asked.append(job_id)
+        return job_id == mine
+
+    woken = threading.Event()
+    listening = _wake_on_chunk_events(connection, woken, wanted)
+    try:
+        while not asked:  # until the listener has subscribed and heard one
+            state.announce_chunk_ended(connection, theirs)
+            woken.wait(0.05)
+        assert not woken.is_set() and set(asked) == {theirs}
+        state.announce_chunk_ended(connection, mine)
+        assert woken.wait(30)
+    finally:
+        listening.clear()

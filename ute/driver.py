@@ -107,7 +107,7 @@ class Driver:
         """Step while keep_going(); before_step runs in each step (after the disks are checked),
         supervise before it, outside the wait for a Redis that went away."""
         backoff = farm.RedisBackoff(POLL_SECONDS)
-        listening = _wake_on_chunk_events(self.connection, self._woken)
+        listening = _wake_on_chunk_events(self.connection, self._woken, self._is_mine)
         try:
             while keep_going():
                 if supervise:
@@ -124,6 +124,10 @@ class Driver:
                     self._woken.wait(backoff.pause)
         finally:
             listening.clear()
+
+    def _is_mine(self, chunk_job_id: str) -> bool:
+        """Whether a chunk's job is of a file this driver runs (other coordinators may share the Redis)."""
+        return state.file_id_of_chunk_job(chunk_job_id) in self.runs
 
     def step(self, before: Callable[[], None] | None = None) -> None:
         """One look at every file; the monitor's sweep over their chunks, once a second."""
@@ -296,9 +300,11 @@ class Driver:
             self.owner.cancelled(run)
 
 
-def _wake_on_chunk_events(connection: redis.Redis, woken: threading.Event) -> threading.Event:
-    """Set woken whenever a worker says a chunk ended, until the returned event is cleared: the
-    driver then looks at once, not at its next poll (which still comes, events or not)."""
+def _wake_on_chunk_events(
+    connection: redis.Redis, woken: threading.Event, wanted: Callable[[str], bool]
+) -> threading.Event:
+    """Set woken whenever a worker says a chunk it wants (by job id) ended, until the returned
+    event is cleared: the driver then looks at once, not at its next poll (which still comes)."""
     listening = threading.Event()
     listening.set()
 
@@ -307,7 +313,8 @@ def _wake_on_chunk_events(connection: redis.Redis, woken: threading.Event) -> th
             try:
                 with state.chunk_events(connection) as events:
                     while listening.is_set():
-                        if events.get_message(timeout=POLL_SECONDS):
+                        message = events.get_message(timeout=POLL_SECONDS)
+                        if message and wanted(message["data"].decode(errors="replace")):
                             woken.set()
             except redis.exceptions.RedisError:
                 time.sleep(POLL_SECONDS)
