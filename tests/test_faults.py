@@ -22,7 +22,7 @@ from tls_proxy import tls_front
 
 from ute import monitor, pipeline, runner, state, submit, tools
 from ute.probe import probe
-from ute.redis_server import free_port
+from ute.redis_server import free_port, private_redis_server
 from ute.settings import EncodeSettings
 
 pytestmark = pytest.mark.slow
@@ -128,6 +128,16 @@ def test_a_redis_restart_mid_file_still_gives_a_correct_output(tmp_path: Path) -
     finally:
         runner.stop(workers)
         runner.stop([redis_process])
+
+
+def test_a_private_redis_started_again_on_its_folder_keeps_what_it_was_told(tmp_path: Path) -> None:
+    """It stops with a SHUTDOWN (its SIGTERM waits for its next tick), which flushes its append-only file."""
+    port = free_port()
+    with private_redis_server(tmp_path / "redis", port=port) as server:
+        state.connect(server.url).rpush("ute:test", "queued chunk")
+    assert server.process is not None and server.process.returncode == 0
+    with private_redis_server(tmp_path / "redis", port=port) as server:
+        assert state.connect(server.url).lrange("ute:test", 0, -1) == [b"queued chunk"]
 
 
 def _pings(url: str) -> bool:
