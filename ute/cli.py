@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from ute.cli_parser import build_parser
 from ute.defaults import VERIFY_FULL
@@ -229,7 +229,23 @@ def _check_redis_url(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return _run(build_parser().parse_args(argv))
+
+
+def entry() -> NoReturn:
+    """The `ute` command. `ute encode` leaves without tearing the interpreter down, which took
+    0.1 s with PyAV, numpy and rq loaded (4% of a 10 s clip's run): by then it has reaped every
+    process it started and closed every file it wrote."""
+    args = build_parser().parse_args()
+    status = _run(args)
+    if args.command == "encode":
+        from ute.stopping import exit_now
+
+        exit_now(status)
+    sys.exit(status)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         _check_redis_url(args)
     except UteError as error:
@@ -256,4 +272,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -2,7 +2,7 @@
 worker use, shared among the UTE workers on the machine.
 
 Two x265 encoders that each start a pool for every core make the cores switch between them:
-on 2 cores with 2 workers, pools of one thread each took about 3% less CPU for the same chunks.
+on 2 cores with 2 workers, pools of one thread each took 1-13% less CPU for the same chunks.
 But a pool cannot grow once started, so a chunk that may end up running alone (nothing queued
 behind it) takes every core, or a short file's last chunk would run on one.
 """
