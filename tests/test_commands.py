@@ -113,4 +113,6 @@ def test_the_worker_s_threads_become_x265_s_pool_unless_the_settings_name_one() 
     assert argv[argv.index("-x265-params") + 1] == "log-level=info:pools=3"
     assert commands.x265_params(EncodeSettings(x265_params="aq-mode=3")) == "log-level=info:aq-mode=3"
     for own in ("pools=8", "numa-pools=4,4", "frame-threads=2:pools=+"):
+        assert commands.names_thread_pool(EncodeSettings(x265_params=own))
         assert commands.x265_params(EncodeSettings(x265_params=own), threads=1) == f"log-level=info:{own}"
+    assert not commands.names_thread_pool(EncodeSettings(x265_params="frame-threads=2"))

@@ -162,14 +162,16 @@ def _encode(file: FileSpec, chunk: ChunkSpec, job: Job | None, name: str, hidden
     if job is not None:
         state.claim_chunk(job.connection, chunk_key, attempt)
     started = time.monotonic()
-    threads = None if job is None else cores.threads_per_worker(job.connection)
+    settings = EncodeSettings.from_json(file.settings)
+    threads = (None if job is None or commands.names_thread_pool(settings)
+               else cores.threads_per_worker(job.connection))  # fmt: skip
     report = _ProgressReporter(job)
     with way.folder() as folder:
         # A per-attempt name: a late attempt can never write into another attempt's file.
         part = folder / f"{segment.name}.{attempt[:8]}.part"
         check_part = part.with_name(part.name + verify.CHECK_SUFFIX)
         argv = commands.encode_chunk(tools.ffmpeg(), way.source(file, chunk), file.video_index, chunk.input,
-                                     EncodeSettings.from_json(file.settings), part, threads)  # fmt: skip
+                                     settings, part, threads)  # fmt: skip
         with _heartbeat(job), _cleanup_on_failure(part), _cleanup_on_failure(check_part):
             outcome = runner.run(argv, on_progress=report)
             _check_segment(part, check_part, chunk, name, threads)

@@ -8,11 +8,9 @@ ABORT_SECONDS later every process UTE started is killed (encoders, plugins, work
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
-import sys
 import threading
 from typing import NoReturn
 
@@ -56,7 +54,4 @@ def exit_now(status: int = EXIT_INTERRUPTED) -> NoReturn:
     a post plugin in the middle of its work)."""
     runner.kill_everything()
     logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream
-            stream.flush()
     os._exit(status)

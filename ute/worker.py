@@ -100,8 +100,11 @@ class UteWorker(Worker):
             self._announce_once(processes)
 
     def _announce_once(self, processes: dict[int, psutil.Process]) -> None:
-        with contextlib.suppress(redis.exceptions.RedisError, psutil.Error):
+        try:
             cpu, memory = _tree_usage(processes)
+        except psutil.Error:  # announced all the same: the workers beside it count it
+            cpu, memory = 0.0, 0
+        with contextlib.suppress(redis.exceptions.RedisError):
             state.announce_worker(self.connection, self.name, {
                 "name": self.name, "host": socket.gethostname(), "pid": os.getpid(),
                 "job": self.get_current_job_id(), "cpu_percent": round(cpu, 1), "memory_bytes": memory,
