@@ -138,6 +138,8 @@ def test_a_private_redis_started_again_on_its_folder_keeps_what_it_was_told(tmp_
     assert server.process is not None and server.process.returncode == 0
     with private_redis_server(tmp_path / "redis", port=port) as server:
         assert state.connect(server.url).lrange("ute:test", 0, -1) == [b"queued chunk"]
+    said = (tmp_path / "redis" / "redis.log").read_text()
+    assert said.count("User requested shutdown") == 2 and "Received SIGTERM" not in said
 
 
 def _pings(url: str) -> bool:

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ute import runner, state, tools
 from ute.errors import UteError
@@ -19,6 +21,7 @@ log = logging.getLogger(__name__)
 
 STARTUP_SECONDS = 10.0
 READY_POLL_SECONDS = 0.005  # it answers within about 10 ms of its start
+SHUTDOWN_SECONDS = 2.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -73,8 +76,12 @@ class PrivateRedis:
             return
         if self.process.poll() is None:
             # It handles SIGTERM at its next tick (up to 0.1 s); a SHUTDOWN (AOF flushed) at once.
-            with contextlib.suppress(redis.exceptions.RedisError):
-                state.connect(self.url).shutdown()
+            # Bounded: a server that does not answer is left to the SIGTERM and SIGKILL below.
+            client = redis.Redis.from_url(self.url, socket_timeout=SHUTDOWN_SECONDS,
+                                          socket_connect_timeout=SHUTDOWN_SECONDS,
+                                          retry=Retry(NoBackoff(), 0))  # fmt: skip
+            with contextlib.suppress(redis.exceptions.RedisError), contextlib.closing(client):
+                client.shutdown()
         runner.stop([self.process], grace_seconds=10)
 
 
