@@ -71,7 +71,7 @@ def chunk_job_id(work_id: str, chunk_index: int, generation: int = 0) -> str:
 def file_id_of_chunk_job(job_id: str) -> str | None:
     """The file's id in a chunk job's id (chunk_job_id's); None for any other job's."""
     prefix, _, rest = job_id.partition("-")
-    return rest[:FILE_ID_LENGTH] if prefix == "ute" and "-chunk-" in rest else None
+    return file_id_of(rest) if prefix == "ute" and "-chunk-" in rest else None
 
 
 def _generations_key(work_id: str) -> str:
