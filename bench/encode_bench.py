@@ -18,7 +18,6 @@ ffmpeg on a 1080p clip (the header says how many cores it found).
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from clips import testsrc_clip
 from tail_bench import CHUNKS_DONE, tail_after_last_chunk
 
 from ute import tools
+from ute.cores import usable_cores
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def main() -> None:
                         help="length of the 1080p clip for --workers 1..N, on more than 2 cores (0: skip)")
     parser.add_argument("--scaling-preset", default="fast")
     args = parser.parse_args()
-    print(f"{os.cpu_count()} cores, {args.size} at 24 fps, crf 28, `ute encode --workers {args.workers}`, "
+    print(f"{usable_cores()} cores, {args.size} at 24 fps, crf 28, `ute encode --workers {args.workers}`, "
           f"medians of {args.runs} interleaved runs")  # fmt: skip
     print(f"{'clip':>6} {'preset':>9} | {HEADER} | {'tail':>12}")
     with tempfile.TemporaryDirectory() as scratch:
@@ -114,7 +114,7 @@ def worker_counts(cores: int) -> list[int]:
 def scaling(folder: Path, seconds: int, preset: str, runs: int) -> None:
     """`ute encode --workers 1..N` against plain ffmpeg on a 1080p clip, where the machine has
     the cores for it (on 2, a second worker has no core of its own: the main table shows that)."""
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if cores <= 2:
         print(f"\n--workers 1..N at 1920x1080: not run, this machine has {cores} cores (more than 2 needed)")
         return
