@@ -67,17 +67,28 @@ def _print_table(table: object) -> None:
 
 
 def run_encode(args: argparse.Namespace) -> int:
-    from ute.encode import encode_file
+    from ute import encode_start
     from ute.stopping import StopSignals, exit_now
 
     if args.workers < 0:
         raise UteError("--workers must be 0 or more")
+    settings, network = _encode_settings(args), _chunk_server(args)
     signals = StopSignals("ute encode", "the local workers finish their running chunks, then it stops")
     signals.install()
     try:
-        report = encode_file(args.source, args.output, _encode_settings(args), workers=args.workers,
-                             redis_url=args.redis_url, force=args.force, stop=signals.stop,
-                             full_verify=args.verify == VERIFY_FULL, network=_chunk_server(args))  # fmt: skip
+        source, output = args.source.absolute(), args.output.absolute()
+        # Before the heavy imports below: the workers import theirs meanwhile.
+        swarm = encode_start.start(source, output, force=args.force, workers=args.workers,
+                                   redis_url=args.redis_url)  # fmt: skip
+        try:
+            from ute.encode import encode_file
+        except BaseException:
+            swarm.stop(cold=True)
+            swarm.clear_away(keep_logs=False)
+            raise
+        report = encode_file(source, output, settings, workers=args.workers, redis_url=args.redis_url,
+                             force=args.force, stop=signals.stop, full_verify=args.verify == VERIFY_FULL,
+                             network=network, swarm=swarm)  # fmt: skip
     finally:
         if signals.abort.is_set():
             exit_now()

@@ -16,16 +16,16 @@ from pathlib import Path
 import redis
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ute import config, farm, pipeline, state, submit
+from ute import config, encode_start, farm, pipeline, state, submit
 from ute.chunkserver import chunk_server
 from ute.defaults import WORK_DIR_NAME
 from ute.driver import Driver, FileRun
+from ute.encode_start import LocalSwarm
 from ute.errors import EncodeError, StoppedError, UteError
 from ute.lifecycle import Action, FileState
-from ute.localworkers import local_workers
+from ute.localworkers import wait_until_registered
 from ute.logsetup import console
 from ute.probe import probe
-from ute.redis_server import private_redis
 from ute.settings import EncodeSettings
 from ute.transfer import ServerOptions
 from ute.verify import Verified
@@ -48,17 +48,6 @@ class EncodeReport:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-def check_paths(source: Path, output: Path, *, force: bool) -> None:
-    if output.suffix.lower() != ".mkv":
-        raise UteError(f"{output}: UTE writes Matroska; give the output a .mkv name")
-    if output.exists() and output.resolve() == source.resolve():
-        raise UteError(f"{output}: the output would overwrite the source; choose another name")
-    if output.exists() and not force:
-        raise UteError(f"{output}: already exists; pass --force to replace it")
-    if not output.parent.is_dir():
-        raise UteError(f"{output.parent}: no such folder for the output")
-
-
 def encode_file(
     source: Path,
     output: Path,
@@ -70,51 +59,28 @@ def encode_file(
     stop: threading.Event | None = None,
     full_verify: bool = False,
     network: ServerOptions | None = None,
+    swarm: LocalSwarm | None = None,
 ) -> EncodeReport:
     """Encode source into output through rq workers; raise UteError unless verified. Once stop is
     set, queued chunks leave the queue, local workers finish their running ones, and StoppedError
-    says how to resume."""
+    says how to resume. swarm: the private Redis and local workers encode_start.start started
+    with the same arguments (`ute encode` starts them before it imports this module), else
+    started here."""
     source, output = source.absolute(), output.absolute()
-    check_paths(source, output, force=force)
     started = time.monotonic()
-    settings = config.apply(settings, config.file_layers(source))
-    prepared = pipeline.prepare(probe(source), settings, output.parent / WORK_DIR_NAME)
-    prepared.work_dir.mkdir(parents=True, exist_ok=True)
-    info = prepared.info
-    log.info("%s: %d frames at %.3f fps, %d chunks (id %s)", source.name, info.frame_count, info.fps,
-             len(prepared.chunks), prepared.file_id)  # fmt: skip
-    stop = stop or threading.Event()
-    run = FileRun(prepared.file_id, source, state.QUEUE_LOW, output=output)
-    with contextlib.ExitStack() as stack:
-        url = stack.enter_context(_redis(redis_url, prepared.work_dir))
-        local = stack.enter_context(local_workers(url, workers, prepared.work_dir))
-        helpers = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="ute-file"))
-        show_progress = stack.enter_context(_progress_bar(prepared))
-        connection = state.connect(url)
-        # Its secret in the file's own work folder: it outlives an interrupted run, not a finished one.
-        server = stack.enter_context(chunk_server(connection, url, prepared.work_dir,
-                                                  network or ServerOptions()))  # fmt: skip
-        submit.clear_chunks(connection, prepared.work_id, len(prepared.chunks))  # an earlier run's
-        if workers == 0:
-            log.info("waiting for workers: start `ute-worker --redis-url %s` on any machine",
-                     state.redacted(url))  # fmt: skip
-        disks = farm.DiskGuard(connection, [prepared.work_dir, output.parent])
-        driver = Driver(connection, _OneFile(force, full_verify), disks, helpers, server)
-        driver.add(run, lambda: prepared, frames_total=info.frame_count)
-
-        def before_step() -> None:
-            if local and all(process.poll() is not None for process in local):
-                raise EncodeError(f"every local worker has exited; see their logs in {prepared.work_dir}")
-            show_progress(run)
-
-        def keep_going() -> bool:  # a file being muxed is finished, stop or not, as in `ute serve`
-            return not run.state.terminal and (not stop.is_set() or run.state is FileState.FINISHING)
-
-        try:
-            driver.run(keep_going, before_step=before_step)
-        finally:
-            if not run.state.terminal:  # stopped, interrupted, or a failure of UTE's own
-                _put_chunks_down(driver, run, stopped=stop.is_set())
+    swarm = swarm or encode_start.start(source, output, force=force, workers=workers, redis_url=redis_url)
+    finished = done = False
+    try:
+        settings = config.apply(settings, config.file_layers(source))
+        prepared = pipeline.prepare(probe(source), settings, output.parent / WORK_DIR_NAME)
+        prepared.work_dir.mkdir(parents=True, exist_ok=True)
+        swarm.work_dir = prepared.work_dir
+        run = _encode(prepared, swarm, source, output, stop or threading.Event(), force=force,
+                      full_verify=full_verify, network=network or ServerOptions())  # fmt: skip
+        finished, done = True, run.state is FileState.DONE
+    finally:
+        swarm.stop(cold=not finished)
+        swarm.clear_away(keep_logs=not done)
     if run.state is FileState.FAILED:
         raise EncodeError(f"{prepared.name}: {run.error}")
     if run.state is FileState.CANCELLED:
@@ -126,7 +92,51 @@ def encode_file(
     _remove_if_empty(prepared.work_dir.parent)
     verified: Verified = run.result
     return EncodeReport(source, output, verified.frames, len(prepared.chunks), time.monotonic() - started,
-                        info.size, verified.size)  # fmt: skip
+                        prepared.info.size, verified.size)  # fmt: skip
+
+
+def _encode(
+    prepared: pipeline.PreparedFile, swarm: LocalSwarm, source: Path, output: Path, stop: threading.Event, *,
+    force: bool, full_verify: bool, network: ServerOptions,
+) -> FileRun:  # fmt: skip
+    """Queue the file's chunks and drive it until it ends or stop is set; its run, as it ended."""
+    info = prepared.info
+    log.info("%s: %d frames at %.3f fps, %d chunks (id %s)", prepared.name, info.frame_count, info.fps,
+             len(prepared.chunks), prepared.file_id)  # fmt: skip
+    if swarm.private_redis is not None:
+        log.info("a private Redis listens at %s", swarm.url)
+    run = FileRun(prepared.file_id, source, state.QUEUE_LOW, output=output)
+    connection = state.connect(swarm.url)
+    local = swarm.workers
+    if local:
+        wait_until_registered(connection, swarm.names, local, swarm.logs_folder)
+    with contextlib.ExitStack() as stack:
+        helpers = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="ute-file"))
+        show_progress = stack.enter_context(_progress_bar(prepared))
+        # Its secret in the file's own work folder: it outlives an interrupted run, not a finished one.
+        server = stack.enter_context(chunk_server(connection, swarm.url, prepared.work_dir, network))
+        submit.clear_chunks(connection, prepared.work_id, len(prepared.chunks))  # an earlier run's
+        if not local:
+            log.info("waiting for workers: start `ute-worker --redis-url %s` on any machine",
+                     state.redacted(swarm.url))  # fmt: skip
+        disks = farm.DiskGuard(connection, [prepared.work_dir, output.parent])
+        driver = Driver(connection, _OneFile(force, full_verify), disks, helpers, server)
+        driver.add(run, lambda: prepared, frames_total=info.frame_count)
+
+        def before_step() -> None:
+            if local and all(process.poll() is not None for process in local):
+                raise EncodeError(f"every local worker has exited; see their logs in {swarm.logs_folder}")
+            show_progress(run)
+
+        def keep_going() -> bool:  # a file being muxed is finished, stop or not, as in `ute serve`
+            return not run.state.terminal and (not stop.is_set() or run.state is FileState.FINISHING)
+
+        try:
+            driver.run(keep_going, before_step=before_step)
+        finally:
+            if not run.state.terminal:  # stopped, interrupted, or a failure of UTE's own
+                _put_chunks_down(driver, run, stopped=stop.is_set())
+    return run
 
 
 class _OneFile:
@@ -162,18 +172,6 @@ def _put_chunks_down(driver: Driver, run: FileRun, *, stopped: bool) -> None:
             driver.carry_out(run, Action.STOP_CHUNKS, Action.CLEAR_CHUNKS)
         state.finish_file_record(driver.connection, run.file_id, FileState.FAILED, control="",
                                  error="stopped" if stopped else "interrupted")  # fmt: skip
-
-
-@contextlib.contextmanager
-def _redis(redis_url: str | None, work_dir: Path) -> Iterator[str]:
-    if redis_url:
-        yield redis_url
-        return
-    data_dir = work_dir / "redis"
-    # The segments on disk are what a rerun resumes from; old queue state would only confuse it.
-    shutil.rmtree(data_dir, ignore_errors=True)
-    with private_redis(data_dir) as url:
-        yield url
 
 
 class CancelledError(UteError):

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,7 +14,7 @@ import redis
 from rq import Worker
 
 from ute import runner, state, submit
-from ute.defaults import ENV_PARENT_PID, ENV_REDIS_URL
+from ute.encode_start import LOCAL_WORKER_GRACE_SECONDS, local_worker_names, spawn_local_worker
 from ute.errors import UteError
 
 log = logging.getLogger(__name__)
@@ -24,31 +23,21 @@ WORKER_START_SECONDS = 60
 REGISTRATION_POLL_SECONDS = 0.02  # a short file's encode starts once they are there
 
 
-def _spawn(url: str, name: str, log_dir: Path) -> subprocess.Popen[bytes]:
-    return runner.spawn(
-        [sys.executable, "-m", "ute.worker", "--name", name],
-        log_path=log_dir / f"{name}.log",
-        # The URL not in argv, where `ps` shows a password; our pid, so that it exits when we die.
-        env={**os.environ, ENV_REDIS_URL: url, ENV_PARENT_PID: str(os.getpid())},
-    )
-
-
 @contextlib.contextmanager
 def local_workers(url: str, count: int, log_dir: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Start count workers; on leaving, stop the ones still running (cold after an error).
     The list is the live one: replace_dead() puts new workers in it."""
-    names = [f"local-{os.getpid()}-{number}" for number in range(1, count + 1)]
+    names = local_worker_names(count)
     log_dir.mkdir(parents=True, exist_ok=True)
-    processes = [_spawn(url, name, log_dir) for name in names]
+    processes = [spawn_local_worker(url, name, log_dir) for name in names]
     finished = False
     try:
         if processes:
-            _wait_until_registered(state.connect(url), names, processes, log_dir)
-            log.info("started %d local workers", len(processes))
+            wait_until_registered(state.connect(url), names, processes, log_dir)
         yield processes
         finished = True
     finally:
-        runner.stop(processes, grace_seconds=30, cold=not finished)
+        runner.stop(processes, grace_seconds=LOCAL_WORKER_GRACE_SECONDS, cold=not finished)
 
 
 def abort(url: str, processes: Sequence[subprocess.Popen[bytes]]) -> int:
@@ -71,12 +60,12 @@ def replace_dead(url: str, processes: list[subprocess.Popen[bytes]], log_dir: Pa
         name = f"local-{os.getpid()}-{position + 1}.{process.pid}"
         log.warning("local worker %d exited (status %s); starting %s in its place", process.pid,
                     process.returncode, name)  # fmt: skip
-        processes[position] = _spawn(url, name, log_dir)
+        processes[position] = spawn_local_worker(url, name, log_dir)
         replaced += 1
     return replaced
 
 
-def _wait_until_registered(
+def wait_until_registered(
     connection: redis.Redis, names: Sequence[str], processes: Sequence[subprocess.Popen[bytes]],
     log_dir: Path,
 ) -> None:  # fmt: skip
@@ -89,3 +78,4 @@ def _wait_until_registered(
         if time.monotonic() > deadline:
             raise UteError(f"local workers did not start within {WORKER_START_SECONDS} s")
         time.sleep(REGISTRATION_POLL_SECONDS)
+    log.info("started %d local workers", len(processes))

@@ -1,4 +1,5 @@
-"""A private Redis server for a run that was given no Redis URL: real redis-server, loopback only."""
+"""A private Redis server for a run that was given no Redis URL: real redis-server, loopback only.
+Light to import (no redis-py until a stop): `ute encode` starts it before it imports the rest of UTE."""
 
 from __future__ import annotations
 
@@ -10,11 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
-from ute import runner, state, tools
+from ute import runner, tools
 from ute.errors import UteError
 
 log = logging.getLogger(__name__)
@@ -48,7 +45,8 @@ class PrivateRedis:
 
     def __init__(self, data_dir: Path, host: str, port: int) -> None:
         self.data_dir, self.port = data_dir, port
-        self.url = f"redis://{_client_host(host)}:{port}/0"
+        self.client_host = _client_host(host)
+        self.url = f"redis://{self.client_host}:{port}/0"
         self.argv = [
             tools.redis_server(),
             "--port", str(port), "--bind", host, "--protected-mode", "yes",
@@ -60,7 +58,7 @@ class PrivateRedis:
     def start(self) -> None:
         # Dies with us, however we end: left behind, it would hold the port a restart wants.
         self.process = runner.spawn(self.argv, log_path=self.data_dir / "redis.log", die_with_parent=True)
-        _wait_until_ready(self.url, self.process)
+        _wait_until_ready(self.client_host, self.port, self.process)
 
     def restart_if_dead(self) -> bool:
         """Start it again if it exited; whether it had."""
@@ -75,6 +73,10 @@ class PrivateRedis:
         if self.process is None:
             return
         if self.process.poll() is None:
+            import redis  # here, not above: see the module's docstring
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
             # It handles SIGTERM at its next tick (up to 0.1 s); a SHUTDOWN (AOF flushed) at once.
             # Bounded: a server that does not answer is left to the SIGTERM and SIGKILL below.
             client = redis.Redis.from_url(self.url, socket_timeout=SHUTDOWN_SECONDS,
@@ -115,18 +117,21 @@ def private_redis(data_dir: Path, host: str = "127.0.0.1", port: int | None = No
         yield server.url
 
 
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+def _wait_until_ready(host: str, port: int, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + STARTUP_SECONDS
-    connection = state.connect(url)
-    while True:
+    while not _answers_ping(host, port):
         if process.poll() is not None:
             raise UteError(f"redis-server exited at start: see {process.args[0]} log in its data folder")
-        try:
-            connection.ping()
-            return
-        except redis.exceptions.ConnectionError:
-            if time.monotonic() > deadline:
-                raise UteError(f"redis-server did not answer within {STARTUP_SECONDS:.0f} s") from None
-            time.sleep(READY_POLL_SECONDS)
-        finally:
-            connection.close()
+        if time.monotonic() > deadline:
+            raise UteError(f"redis-server did not answer within {STARTUP_SECONDS:.0f} s")
+        time.sleep(READY_POLL_SECONDS)
+
+
+def _answers_ping(host: str, port: int) -> bool:
+    """Whether the server answers PING with PONG (not refused, not -LOADING its data yet)."""
+    try:
+        with socket.create_connection((host, port), timeout=1) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
