@@ -17,7 +17,7 @@ from rq import Worker
 
 from ute import state
 
-HEAVY = {"av", "rq", "redis", "watchdog", "rich", "numpy", "psutil", "pymediainfo"}
+HEAVY = {"av", "rq", "redis", "watchdog", "rich", "numpy", "psutil", "pymediainfo", "cheroot", "werkzeug"}
 
 START_AND_WAIT = """
 import json, sys
@@ -34,9 +34,10 @@ swarm.clear_away(keep_logs=False)
 
 
 def test_redis_and_the_workers_start_with_no_heavy_module_loaded(tmp_path: Path) -> None:
-    output = tmp_path / "out" / "movie.mkv"
+    source, output = tmp_path / "movie.mp4", tmp_path / "out" / "movie.mkv"
+    source.write_bytes(b"not read: only its name matters here")
     output.parent.mkdir()
-    starter = subprocess.Popen([sys.executable, "-c", START_AND_WAIT, str(tmp_path / "movie.mp4"), str(output)],
+    starter = subprocess.Popen([sys.executable, "-c", START_AND_WAIT, str(source), str(output)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert starter.stdout is not None and starter.stdin is not None
@@ -64,12 +65,45 @@ def test_a_local_worker_that_dies_at_start_is_named_and_its_log_kept(tmp_path: P
                              "--workers", "1"], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "UTE_PATH_MAP": "nonsense"})  # fmt: skip
     assert result.returncode == 1
-    last_line = result.stderr.splitlines()[-1]
-    assert last_line.startswith("ute: error: a local worker exited at start; see its log in ")
-    logs = Path(last_line.rsplit(" ", 1)[1])
+    head, _, logs_folder = result.stderr.splitlines()[-1].partition(" see its log in ")
+    assert head == "ute: error: a local worker exited at start;"
+    logs = Path(logs_folder)
     work = output.parent / ".ute-work"
     assert logs.parent.parent == work, "in the file's work folder, beside its segments"
     assert [path.name for path in work.iterdir()] == [logs.parent.name], "nothing else left in .ute-work"
     assert "ute-worker: error: path map 'nonsense'" in next(logs.glob("local-*-1.log")).read_text()
     assert not (logs / "redis").exists(), "the Redis data goes: a rerun starts from the segments"
     assert not output.exists()
+
+
+# `ute encode` as run, until it imports ute.encode: there it counts its children and fails.
+COUNT_CHILDREN_AT_THE_HEAVY_IMPORT = """
+import sys, threading
+from ute import cli
+
+class CountChildren:
+    def find_spec(self, name, path=None, target=None):
+        if name == "ute.encode":
+            children = open(f"/proc/self/task/{threading.get_native_id()}/children").read().split()
+            print(f"children when ute.encode is imported: {len(children)}", flush=True)
+            raise ImportError("stopped here by the test")
+        return None
+
+sys.meta_path.insert(0, CountChildren())
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_ute_encode_starts_redis_and_workers_before_its_heavy_imports_and_clears_them_if_one_fails(
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    source = tmp_path / "movie.mkv"
+    source.write_bytes(b"not read: the run stops before the probe")
+    output = tmp_path / "out" / "movie.mkv"
+    output.parent.mkdir()
+    result = subprocess.run([sys.executable, "-c", COUNT_CHILDREN_AT_THE_HEAVY_IMPORT, "encode", str(source),
+                             "-o", str(output), "--workers", "2"], capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert "children when ute.encode is imported: 3" in result.stdout, result.stderr  # Redis, 2 workers
+    assert result.returncode != 0 and "stopped here by the test" in result.stderr
+    assert list(output.parent.iterdir()) == []

@@ -147,6 +147,7 @@ def test_the_first_signal_stops_ute_encode_after_its_running_chunks_and_a_rerun_
     kept = list(work.glob("*/0*.mkv"))
     assert kept and len(kept) < 12, "the running chunk finished; the queued ones did not start"
     assert "run the same command again" in log.read_text()
+    assert list(work.glob("*/local-*/local-*-1.log")), "the worker's log is kept in the file's work folder"
     rerun = run_ute(*argv[3:])
     assert rerun.returncode == 0, rerun.stderr
     assert output.exists() and not work.exists()

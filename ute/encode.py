@@ -67,7 +67,6 @@ def encode_file(
     with the same arguments (`ute encode` starts them before it imports this module), else
     started here."""
     source, output = source.absolute(), output.absolute()
-    started = time.monotonic()
     swarm = swarm or encode_start.start(source, output, force=force, workers=workers, redis_url=redis_url)
     finished = done = False
     try:
@@ -91,8 +90,8 @@ def encode_file(
     shutil.rmtree(prepared.work_dir, ignore_errors=True)
     _remove_if_empty(prepared.work_dir.parent)
     verified: Verified = run.result
-    return EncodeReport(source, output, verified.frames, len(prepared.chunks), time.monotonic() - started,
-                        prepared.info.size, verified.size)  # fmt: skip
+    return EncodeReport(source, output, verified.frames, len(prepared.chunks),
+                        time.monotonic() - swarm.started_at, prepared.info.size, verified.size)  # fmt: skip
 
 
 def _encode(

@@ -6,11 +6,13 @@ light UTE modules only: a test holds this module to that."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ute import runner
@@ -22,6 +24,10 @@ LOCAL_WORKER_GRACE_SECONDS = 30
 
 
 def check_paths(source: Path, output: Path, *, force: bool) -> None:
+    try:
+        source.stat()
+    except OSError as error:  # as the probe says it, but before anything is started
+        raise UteError(f"{source}: cannot read it ({error.strerror})") from None
     if output.suffix.lower() != ".mkv":
         raise UteError(f"{output}: UTE writes Matroska; give the output a .mkv name")
     if output.exists() and output.resolve() == source.resolve():
@@ -56,6 +62,7 @@ class LocalSwarm:
     workers: list[subprocess.Popen[bytes]]
     private_redis: PrivateRedis | None
     work_dir: Path | None = None  # the file's work folder, once planned
+    started_at: float = field(default_factory=time.monotonic)
 
     def stop(self, *, cold: bool) -> None:
         """Stop the workers (cold: their running chunks too), then the private Redis."""
@@ -88,8 +95,11 @@ class LocalSwarm:
 def start(source: Path, output: Path, *, force: bool, workers: int, redis_url: str | None) -> LocalSwarm:
     """check_paths, then start the private Redis (when redis_url is None) and the local workers."""
     check_paths(source, output, force=force)
-    folder = output.parent / WORK_DIR_NAME / f"local-{os.getpid()}"
-    shutil.rmtree(folder, ignore_errors=True)  # left by an earlier process of the same pid
+    # Named after the command, not the process: the next run of the same command clears what an
+    # aborted one left. (Two runs of one command at once would share the file's work folder too.)
+    command = hashlib.sha256(f"{source.absolute()}\n{output.absolute()}".encode()).hexdigest()[:16]
+    folder = output.parent / WORK_DIR_NAME / f"local-{command}"
+    shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     swarm = LocalSwarm(redis_url or "", folder, local_worker_names(workers), [], None)
     try:

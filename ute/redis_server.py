@@ -57,8 +57,9 @@ class PrivateRedis:
 
     def start(self) -> None:
         # Dies with us, however we end: left behind, it would hold the port a restart wants.
-        self.process = runner.spawn(self.argv, log_path=self.data_dir / "redis.log", die_with_parent=True)
-        _wait_until_ready(self.client_host, self.port, self.process)
+        log_path = self.data_dir / "redis.log"
+        self.process = runner.spawn(self.argv, log_path=log_path, die_with_parent=True)
+        _wait_until_ready(self.client_host, self.port, self.process, log_path)
 
     def restart_if_dead(self) -> bool:
         """Start it again if it exited; whether it had."""
@@ -117,21 +118,26 @@ def private_redis(data_dir: Path, host: str = "127.0.0.1", port: int | None = No
         yield server.url
 
 
-def _wait_until_ready(host: str, port: int, process: subprocess.Popen[bytes]) -> None:
+def _wait_until_ready(host: str, port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
     deadline = time.monotonic() + STARTUP_SECONDS
     while not _answers_ping(host, port):
         if process.poll() is not None:
-            raise UteError(f"redis-server exited at start: see {process.args[0]} log in its data folder")
+            raise UteError(f"redis-server exited at start: see {log_path}")
         if time.monotonic() > deadline:
-            raise UteError(f"redis-server did not answer within {STARTUP_SECONDS:.0f} s")
+            raise UteError(f"redis-server did not answer within {STARTUP_SECONDS:.0f} s: see {log_path}")
         time.sleep(READY_POLL_SECONDS)
 
 
 def _answers_ping(host: str, port: int) -> bool:
-    """Whether the server answers PING with PONG (not refused, not -LOADING its data yet)."""
+    """Whether the server answers PING with PONG; False while it is not listening yet or still
+    -LOADING its data; UteError for any other refusal (protected mode, a password)."""
     try:
         with socket.create_connection((host, port), timeout=1) as connection:
             connection.sendall(b"PING\r\n")
-            return connection.recv(16).startswith(b"+PONG")
+            reply = connection.recv(256)
     except OSError:
         return False
+    if reply.startswith(b"-") and not reply.startswith(b"-LOADING"):
+        refusal = reply.decode(errors="replace").strip()
+        raise UteError(f"redis-server on {host}:{port} refused a PING: {refusal}")
+    return reply.startswith(b"+PONG")
