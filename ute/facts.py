@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from functools import partial
 from typing import Any
 
 import av
@@ -253,45 +254,65 @@ def pictures_at(
     """Grey pictures (numpy arrays) of the frames whose pts are the keys of `wanted`.
 
     Each is reached from the keyframe whose pts is its value, by a seek and decoding on; None
-    means from the file's start, without a seek (some decoders give garbage after any seek)."""
+    means from the file's start, without a seek (some decoders give garbage after any seek).
+    Frames that no other frame refers to are not decoded on the way (about half the work with
+    B-frames); targets that do not all come out so are read again with every frame decoded."""
     by_start: dict[int | None, set[int]] = {}
     for pts, start in wanted.items():
         by_start.setdefault(start, set()).add(pts)
     pictures: dict[int, Any] = {}
     with av.open(str(path)) as container:
-        video = container.streams[video_index]
-        step = round(1 / video.time_base) if video.time_base else 1  # a second
         for start, targets in by_start.items():
-            found = None if start is None else _decode_from(container, video, start, targets, shrink)
-            # Some demuxers (MPEG-TS) land after the keyframe asked for: go back further.
-            for seconds_back in SEEK_RETREATS_SECONDS if start is not None else ():
-                if found is not None:
-                    break
-                found = _decode_from(container, video, start - seconds_back * step, targets, shrink)
-            if found is None:  # from the start, in a fresh demuxer: no seek at all
-                with av.open(str(path)) as fresh:
-                    found = _decode_from(fresh, fresh.streams[video_index], None, targets, shrink)
+            read = partial(_pictures_from, path, container, video_index, start, targets, shrink)
+            found = read(skip_unwanted=True)
+            if found is None:
+                found = read(skip_unwanted=False)
             pictures.update(found or {})
     return pictures
 
 
+def _pictures_from(
+    path: str | os.PathLike[str], container: Any, video_index: int, start: int | None, targets: set[int],
+    shrink: Shrink, *, skip_unwanted: bool,
+) -> dict[int, Any] | None:  # fmt: skip
+    video = container.streams[video_index]
+    step = round(1 / video.time_base) if video.time_base else 1  # a second
+    decode = partial(_decode_from, targets=targets, shrink=shrink, skip_unwanted=skip_unwanted)
+    found = None if start is None else decode(container, video, start)
+    # Some demuxers (MPEG-TS) land after the keyframe asked for: go back further.
+    for seconds_back in SEEK_RETREATS_SECONDS if start is not None else ():
+        if found is not None:
+            break
+        found = decode(container, video, start - seconds_back * step)
+    if found is None:  # from the start, in a fresh demuxer: no seek at all
+        with av.open(str(path)) as fresh:
+            found = decode(fresh, fresh.streams[video_index], None)
+    return found
+
+
 def _decode_from(
-    container: Any, video: Any, start: int | None, targets: set[int], shrink: Shrink
+    container: Any, video: Any, start: int | None, *, targets: set[int], shrink: Shrink, skip_unwanted: bool
 ) -> dict[int, Any] | None:
     """The targets' pictures, decoding from a seek to start (None: the file's start); None unless
-    every target came out (the demuxer landed after one)."""
+    every target came out (the demuxer landed after one). skip_unwanted: frames no other refers
+    to are skipped unless their packet's pts is a target's (or unknown)."""
     if start is not None:
         container.seek(start, stream=video, backward=True)
+    context = video.codec_context
+    context.skip_frame = "DEFAULT"
     found: dict[int, Any] = {}
-    for frame in container.decode(video):
-        if frame.pts is None:
-            continue
-        if not found and frame.pts > min(targets):
-            return None
-        if frame.pts in targets:
-            found[frame.pts] = shrink(frame.to_ndarray(format="gray"))
-        if frame.pts >= max(targets):
-            break
+    for packet in container.demux(video):
+        if skip_unwanted:
+            context.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in targets else "NONREF"
+        for frame in packet.decode():
+            if frame.pts is None:
+                continue
+            if not found and frame.pts > min(targets):
+                return None
+            if frame.pts in targets:
+                found[frame.pts] = shrink(frame.to_ndarray(format="gray"))
+            if frame.pts >= max(targets):
+                return found if len(found) == len(targets) else None
     return found if len(found) == len(targets) else None
 
 
