@@ -38,13 +38,24 @@ def targets_in_every_gop(path: Path) -> dict[int, int | None]:
 
 
 @pytest.mark.parametrize("name", ["bframes.mkv", "bframes.ts", "bframes.mp4"])
-def test_pictures_skipping_unreferenced_frames_are_those_of_a_full_decode(tmp_path: Path, name: str) -> None:
+def test_pictures_skipping_unreferenced_frames_are_those_of_a_full_decode(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
     source = make_clip(tmp_path / name, seconds=4, fps=25, gop=25, extra_video_args=B_FRAMES)
     wanted = targets_in_every_gop(source)
+    decode_from = facts._decode_from
+    passes: list[bool] = []
+
+    def recorded(*args: Any, skip_unwanted: bool, **kwargs: Any) -> dict[int, Any] | None:
+        passes.append(skip_unwanted)
+        return decode_from(*args, skip_unwanted=skip_unwanted, **kwargs)
+
+    monkeypatch.setattr(facts, "_decode_from", recorded)
     pictures = facts.pictures_at(source, 0, wanted, verify.cropped_shrink(None))
     full = every_frame(source)
     assert sorted(pictures) == sorted(wanted)
     assert all(np.array_equal(pictures[pts], full[pts]) for pts in wanted)
+    assert passes and all(passes), "every picture came from a pass that skips (MPEG-TS may seek again)"
 
 
 def test_targets_that_do_not_come_out_while_skipping_are_read_again_in_full(

@@ -295,19 +295,22 @@ def _decode_from(
 ) -> dict[int, Any] | None:
     """The targets' pictures, decoding from a seek to start (None: the file's start); None unless
     every target came out (the demuxer landed after one). skip_unwanted: frames no other refers
-    to are skipped unless their packet's pts is a target's (or unknown)."""
+    to are skipped before the first target; from its pts on (and where a packet has none) every
+    packet is decoded, so that no part of a target (the second field of a field-coded frame, whose
+    packet may have a pts of its own) is skipped."""
     if start is not None:
         container.seek(start, stream=video, backward=True)
     context = video.codec_context
     context.skip_frame = "DEFAULT"
+    first = min(targets)
     found: dict[int, Any] = {}
     for packet in container.demux(video):
         if skip_unwanted:
-            context.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in targets else "NONREF"
+            context.skip_frame = "DEFAULT" if packet.pts is None or packet.pts >= first else "NONREF"
         for frame in packet.decode():
             if frame.pts is None:
                 continue
-            if not found and frame.pts > min(targets):
+            if not found and frame.pts > first:
                 return None
             if frame.pts in targets:
                 found[frame.pts] = shrink(frame.to_ndarray(format="gray"))
