@@ -27,6 +27,10 @@ KEPT_DISPOSITIONS = ("default", "forced", "hearing_impaired", "visual_impaired",
                      "comment", "descriptions")  # fmt: skip
 # How far before a keyframe to seek again when a demuxer landed after it.
 SEEK_RETREATS_SECONDS = (1, 5, 30, 120)
+# Decoders whose "non-reference" frames no other frame refers to, and that read skip_frame at
+# each packet. Not HEVC (a sub-layer non-reference picture may be referred to by a higher
+# sub-layer, and FFmpeg skips it all the same) nor dav1d (it reads skip_frame once, at opening).
+SKIPPING_DECODERS = frozenset({"h264", "mpeg1video", "mpeg2video"})
 FIELD_ORDERS = {0: "unknown", 1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
 
 
@@ -255,17 +259,19 @@ def pictures_at(
 
     Each is reached from the keyframe whose pts is its value, by a seek and decoding on; None
     means from the file's start, without a seek (some decoders give garbage after any seek).
-    Frames that no other frame refers to are not decoded on the way (about half the work with
-    B-frames); targets that do not all come out so are read again with every frame decoded."""
+    With SKIPPING_DECODERS, frames that no other frame refers to are not decoded on the way
+    (about half the work with B-frames); targets that do not all come out so are read again
+    with every frame decoded."""
     by_start: dict[int | None, set[int]] = {}
     for pts, start in wanted.items():
         by_start.setdefault(start, set()).add(pts)
     pictures: dict[int, Any] = {}
     with av.open(str(path)) as container:
+        skipping = container.streams[video_index].codec_context.name in SKIPPING_DECODERS
         for start, targets in by_start.items():
             read = partial(_pictures_from, path, container, video_index, start, targets, shrink)
-            found = read(skip_unwanted=True)
-            if found is None:
+            found = read(skip_unwanted=skipping)
+            if found is None and skipping:
                 found = read(skip_unwanted=False)
             pictures.update(found or {})
     return pictures
