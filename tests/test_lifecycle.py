@@ -245,6 +245,27 @@ def test_pause_holds_the_queued_chunks_and_resume_queues_them_again(
     settle(driver, run, lambda: run.state is FileState.DONE)
 
 
+def test_a_chunk_deleted_as_a_worker_starts_it_leaves_no_job_and_no_crash(
+    farm: dict[str, Any], prepared_template: Any
+) -> None:  # fmt: skip
+    """A paused file's queued chunk is deleted just as a worker takes it: rq's worker then writes
+    the fields of a started job back under the deleted key (it ended a `ute serve` in a CI run)."""
+    driver, connection = farm["driver"], farm["connection"]
+    run = add_encoding(farm, prepared_template)
+    prepared = prepared_as(prepared_template, "movie")
+    job = state.current_chunk_jobs(connection, prepared.work_id, len(prepared.chunks))[0]
+    assert job is not None
+    connection.delete(job.key)
+    with connection.pipeline() as pipe:
+        job.prepare_for_execution("a-worker", pipe)  # what rq's worker writes as it starts a job
+        pipe.execute()
+    assert connection.hget(job.key, "status") == b"started" and not connection.hexists(job.key, "data")
+    control.pause(connection, run.file_id)
+    settle(driver, run, lambda: run.state is FileState.PAUSED)
+    assert state.current_chunk_jobs(connection, prepared.work_id, len(prepared.chunks)) == [None] * len(
+        prepared.chunks)  # fmt: skip
+
+
 def test_cancel_drops_every_chunk_and_the_owner_hears_of_it(
     farm: dict[str, Any], prepared_template: Any
 ) -> None:  # fmt: skip
@@ -366,10 +387,10 @@ def test_a_look_reads_whole_records_only_of_running_and_failed_chunks(
     """A poll of a long film reads one status field per unfinished chunk, and nothing of the
     chunks it found finished before."""
     driver, connection = farm["driver"], farm["connection"]
-    fetched: list[str] = []
+    run = add_encoding(farm, prepared_template)
+    fetched: list[str] = []  # from here on: submitting the chunks read their jobs
     real_fetch = state.fetch_jobs
     monkeypatch.setattr(state, "fetch_jobs", lambda c, ids: fetched.extend(ids) or real_fetch(c, ids))
-    run = add_encoding(farm, prepared_template)
     driver.step()
     assert fetched == [], "queued chunks are read by their status alone"
     work_off(connection)

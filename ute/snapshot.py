@@ -8,7 +8,6 @@ from typing import Any
 
 import redis
 from rq.job import Job
-from rq.serializers import JSONSerializer
 
 from ute import chunkmap, farm, state
 from ute.plan import Chunk
@@ -27,8 +26,7 @@ def snapshot(connection: redis.Redis, *, chunk_maps: bool = False) -> dict[str, 
     detailed = refusing is None
     live = state.live_workers(connection)
     running = [facts["job"] for facts in live if facts.get("job")] if detailed else []
-    jobs = dict(zip(running, Job.fetch_many(running, connection=connection, serializer=JSONSerializer),
-                    strict=True))  # one round trip for all workers' chunks
+    jobs = dict(zip(running, state.fetch_jobs(connection, running), strict=True))  # one round trip
     moved = state.workers_moved(connection, [str(facts["name"]) for facts in live])
     workers = [_worker(facts, jobs.get(facts.get("job") or ""), moved[facts["name"]]) for facts in live]
     swarm_fps = round(sum(worker["fps"] for worker in workers), 2)

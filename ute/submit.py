@@ -34,7 +34,7 @@ def submit_chunks(
     state.save_file_spec(connection, work_id, file.to_json())
     queue = state.queue(queue_name, connection)
     job_ids = state.current_chunk_job_ids(connection, work_id, [spec.index for spec in specs])
-    existing = Job.fetch_many(job_ids, connection=connection, serializer=queue.serializer)
+    existing = state.fetch_jobs(connection, job_ids)
     to_enqueue = [
         _job_data(queue, spec, job_id)
         for spec, job_id, job in zip(specs, job_ids, existing, strict=True)

@@ -13,6 +13,7 @@ import redis
 from redis.client import Pipeline
 from redis.exceptions import LockError
 from rq import Queue
+from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.results import Result
@@ -124,8 +125,20 @@ def current_chunk_jobs(connection: redis.Redis, work_id: str, chunk_count: int) 
 
 
 def fetch_jobs(connection: redis.Redis, job_ids: Sequence[str]) -> list[Job | None]:
-    """Whole job records, in one round trip (None for a job Redis does not have)."""
-    return Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer)
+    """Whole job records, in one round trip (None for a job Redis does not have). A worker that
+    starts or ends a job deleted under it (a paused file's chunk taken off the queue as the worker
+    took it) writes a few fields of it back: such a record is no job either, not an error."""
+    try:
+        return Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer)
+    except NoSuchJobError:  # rq's word for a record without the job's data
+        return [_fetch_job(connection, job_id) for job_id in job_ids]
+
+
+def _fetch_job(connection: redis.Redis, job_id: str) -> Job | None:
+    try:
+        return Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return None
 
 
 def replace_chunk_job(connection: redis.Redis, old: Job, make_job: Callable[[str], Job]) -> Job | None:
