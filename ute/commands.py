@@ -95,11 +95,8 @@ def seconds_argument(microseconds: int) -> str:
 
 def names_thread_pool(settings: EncodeSettings) -> bool:
     """Whether the settings' x265 parameters choose x265's threads themselves."""
-    return bool(_named(settings) & x265_parameters.THREAD_POOL_PARAMS)
-
-
-def _named(settings: EncodeSettings) -> set[str]:
-    return {x265_parameters.canonical_name(name) for name, _ in x265_parameters.parse(settings.x265_params)}
+    return any(x265_parameters.canonical_name(name) in x265_parameters.THREAD_POOL_PARAMS
+               for name, _ in x265_parameters.parse(settings.x265_params))  # fmt: skip
 
 
 def x265_params(settings: EncodeSettings, threads: int | None = None) -> str:
@@ -107,9 +104,10 @@ def x265_params(settings: EncodeSettings, threads: int | None = None) -> str:
     when given) unless they name their own."""
     pairs = x265_parameters.parse(settings.x265_params)
     params = [f"{name}={value}" for name, value in pairs]
-    if not _named(settings) & x265_parameters.LOG_LEVEL_PARAMS:
+    named = {x265_parameters.canonical_name(name) for name, _ in pairs}
+    if not named & x265_parameters.LOG_LEVEL_PARAMS:
         params.insert(0, "log-level=info")  # its closing summary is the chunk's log
-    if threads is not None and not names_thread_pool(settings):
+    if threads is not None and not named & x265_parameters.THREAD_POOL_PARAMS:
         params.append(f"pools={threads}")
     return ":".join(params)
 

@@ -308,7 +308,7 @@ def _decode_from(
         container.seek(start, stream=video, backward=True)
     context = video.codec_context
     context.skip_frame = "DEFAULT"
-    first = min(targets)
+    first, last = min(targets), max(targets)
     found: dict[int, Any] = {}
     for packet in container.demux(video):
         if skip_unwanted:
@@ -320,7 +320,7 @@ def _decode_from(
                 return None
             if frame.pts in targets:
                 found[frame.pts] = shrink(frame.to_ndarray(format="gray"))
-            if frame.pts >= max(targets):
+            if frame.pts >= last:
                 return found if len(found) == len(targets) else None
     return found if len(found) == len(targets) else None
 
