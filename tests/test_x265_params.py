@@ -233,6 +233,20 @@ def test_the_encoder_accepts_valid_parameters(params: str) -> None:
     check_with_encoder(tools.ffmpeg(), EncodeSettings(preset="ultrafast", x265_params=params))
 
 
+@pytest.mark.parametrize("params", ["", "log-level=warning", "log=debug:"])
+def test_settings_without_parameters_need_no_trial_encode(
+    params: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """60 ms of ffmpeg on every file's way to the queue, for nothing the settings' own checks missed."""
+
+    def no_encoder(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the encoder ran")
+
+    ffmpeg = tools.ffmpeg()
+    monkeypatch.setattr(runner, "run", no_encoder)
+    check_with_encoder(ffmpeg, EncodeSettings(preset="veryslow", crf=51, x265_params=params))
+
+
 def test_the_trial_encode_is_asked_once_per_encoder_and_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = EncodeSettings(crf=23.5, x265_params="aq-mode=2:keyint=50")
     check_with_encoder(tools.ffmpeg(), settings)

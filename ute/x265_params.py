@@ -179,9 +179,13 @@ def check_with_encoder(ffmpeg: str, settings: EncodeSettings) -> None:
     """Refuse x265 parameters (with the preset and crf) that this ffmpeg's libx265 does not take.
 
     Runs a two-frame trial encode of a 64x64 test picture into nothing; the answer is cached per
-    ffmpeg and settings. A failure to run ffmpeg at all is a CommandError, not a SettingsError.
+    ffmpeg and settings. Without parameters (or only a log level, which check() vets) there is
+    nothing to ask: the preset and crf were checked when the settings were made, and ffmpeg's
+    libx265 when it was found. A failure to run ffmpeg at all is a CommandError, not a SettingsError.
     """
     check(settings.x265_params)  # no parameter that touches a file ever reaches the encoder
+    if all(canonical_name(name) in LOG_LEVEL_PARAMS for name, _ in parse(settings.x265_params)):
+        return
     problem = _trial_encode(ffmpeg, settings.preset, settings.crf, settings.x265_params)
     if problem:
         raise SettingsError(problem)
