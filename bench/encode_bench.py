@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 
-from clips import testsrc_clip
+from clips import compile_ute, testsrc_clip
 from tail_bench import CHUNKS_DONE, tail_after_last_chunk
 
 from ute import tools
@@ -80,6 +80,7 @@ def main() -> None:
                         help="length of the 1080p clip for --workers 1..N, on more than 2 cores (0: skip)")
     parser.add_argument("--scaling-preset", default="fast")
     args = parser.parse_args()
+    compile_ute()
     print(f"{usable_cores()} cores, {args.size} at 24 fps, crf 28, `ute encode --workers {args.workers}`, "
           f"medians of {args.runs} interleaved runs")  # fmt: skip
     print(f"{'clip':>6} {'preset':>9} | {HEADER} | {'tail':>12}")

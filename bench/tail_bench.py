@@ -18,7 +18,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from clips import testsrc_clip
+from clips import compile_ute, testsrc_clip
 
 CHUNKS_DONE = "chunks encoded; muxing and verifying"
 
@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=int, default=1, help="runs of each, interleaved (medians)")
     args = parser.parse_args()
+    compile_ute()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         source = testsrc_clip(folder / "source.mkv", args.size, args.seconds)
