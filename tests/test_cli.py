@@ -14,6 +14,7 @@ from media import make_clip
 
 from ute import state
 from ute.cli_parser import build_parser
+from ute.logsetup import RICH_TERMINAL_ENV
 from ute.settings import check_redis_url
 from ute.worker import build_parser as worker_parser
 
@@ -182,3 +183,18 @@ def test_encode_and_serve_verify_from_segments_unless_told_full() -> None:
         assert parser.parse_args([*command, "--verify", "full"]).verify == "full"
         with pytest.raises(SystemExit):
             parser.parse_args([*command, "--verify", "none"])
+
+
+@pytest.mark.parametrize(("environment", "rich_lines"), [({}, False), ({"FORCE_COLOR": "1"}, True)])
+def test_logs_to_a_file_need_no_rich_unless_forced(environment: dict[str, str], rich_lines: bool) -> None:
+    """A worker logs to a file: plain lines, and rich not even imported (30 ms of every start);
+    FORCE_COLOR still gets rich's lines, as rich itself decides."""
+    script = ("import logging, sys\nfrom ute.logsetup import setup_logging\nsetup_logging()\n"
+              "logging.getLogger('ute.test').info('hello')\nprint('rich' in sys.modules)")  # fmt: skip
+    plain_env = {k: v for k, v in os.environ.items() if k not in RICH_TERMINAL_ENV}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            stdin=subprocess.DEVNULL, env={**plain_env, **environment})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(rich_lines)
+    assert (" INFO ute.test: hello" in result.stderr) is not rich_lines
+    assert "hello" in result.stderr

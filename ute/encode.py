@@ -24,7 +24,7 @@ from ute.encode_start import LocalSwarm
 from ute.errors import EncodeError, StoppedError, UteError
 from ute.lifecycle import Action, FileState
 from ute.localworkers import wait_until_registered
-from ute.logsetup import console
+from ute.logsetup import console, on_terminal
 from ute.probe import probe
 from ute.settings import EncodeSettings
 from ute.transfer import ServerOptions
@@ -187,8 +187,8 @@ def _progress_bar(prepared: pipeline.PreparedFile) -> Iterator[Callable[[FileRun
         TextColumn("{task.fields[chunks]}"),
         TextColumn("{task.fields[fps]}"),
         TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
+        console=console(),
+        disable=not on_terminal(),
     ) as bar:
         task = bar.add_task(prepared.name, total=prepared.info.frame_count, chunks="", fps="")
 
