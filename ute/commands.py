@@ -95,8 +95,7 @@ def seconds_argument(microseconds: int) -> str:
 
 def names_thread_pool(settings: EncodeSettings) -> bool:
     """Whether the settings' x265 parameters choose x265's threads themselves."""
-    return any(x265_parameters.canonical_name(name) in x265_parameters.THREAD_POOL_PARAMS
-               for name, _ in x265_parameters.parse(settings.x265_params))  # fmt: skip
+    return bool(x265_parameters.named(settings.x265_params) & x265_parameters.THREAD_POOL_PARAMS)
 
 
 def x265_params(settings: EncodeSettings, threads: int | None = None) -> str:

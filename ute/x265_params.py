@@ -158,6 +158,11 @@ def canonical_name(name: str) -> str:
     return spelled_name(name).removeprefix("no-")
 
 
+def named(params: str) -> set[str]:
+    """The parameters the string sets, by the names x265 reads them as (canonical_name). Pure."""
+    return {canonical_name(name) for name, _ in parse(params)}
+
+
 def check(params: str) -> None:
     """Refuse malformed pairs, parameters that touch files, and names x265 does not know. Pure."""
     for name, value in parse(params):
@@ -184,7 +189,7 @@ def check_with_encoder(ffmpeg: str, settings: EncodeSettings) -> None:
     libx265 when it was found. A failure to run ffmpeg at all is a CommandError, not a SettingsError.
     """
     check(settings.x265_params)  # no parameter that touches a file ever reaches the encoder
-    if all(canonical_name(name) in LOG_LEVEL_PARAMS for name, _ in parse(settings.x265_params)):
+    if named(settings.x265_params) <= LOG_LEVEL_PARAMS:
         return
     problem = _trial_encode(ffmpeg, settings.preset, settings.crf, settings.x265_params)
     if problem:
