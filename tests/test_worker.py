@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import psutil
@@ -20,7 +21,7 @@ from ute import state, submit
 from ute.jobs import ALLOWED_JOB_FUNCTIONS, ChunkSpec, FileSpec, segment_name
 from ute.probe import count_frames, probe
 from ute.settings import EncodeSettings
-from ute.worker import PASS_ON_SECONDS, LeftToOthers
+from ute.worker import PASS_ON_SECONDS, LeftToOthers, UteWorker, _tell_to_stop
 
 
 def test_foreign_functions_never_run_json_or_pickled(clean_redis: str, tmp_path: Path) -> None:
@@ -112,3 +113,35 @@ def test_a_local_worker_exits_when_its_coordinator_is_killed(clean_redis: str, t
     wait_for(lambda: exited(worker), "the worker to exit", timeout=5)
     worker_log = next(tmp_path.glob("local-*.log")).read_text()
     assert f"the coordinator (pid {coordinator.pid}) is gone" in worker_log
+
+
+def test_a_worker_stops_listening_without_waiting_out_the_listeners_read(clean_redis: str) -> None:
+    """redis-py 8.2's pub/sub thread joins in stop(): told to stop that way before the unsubscribe
+    that wakes it, every worker's stop waited out rq's 60 s read (and `ute encode` its 30 s grace)."""
+    worker = UteWorker([state.queue(state.QUEUE_LOW, state.connect(clean_redis))],
+                       name="listener", connection=state.connect(clean_redis))  # fmt: skip
+    worker.subscribe()
+    stopping = threading.Thread(target=worker.unsubscribe, daemon=True)
+    stopping.start()
+    wait_for(lambda: not stopping.is_alive(), "the worker to stop listening (not its 60 s read)", timeout=30)
+    assert not worker.pubsub_thread.is_alive()
+
+
+class OldStyleListener:
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+class NewStyleListener(OldStyleListener):
+    def stop(self, timeout: float | None = None) -> None:
+        assert timeout == 0, "told to stop, not waited for"
+        self.stopped = True
+
+
+def test_a_listener_is_told_to_stop_by_any_redis_py() -> None:
+    for listener in (OldStyleListener(), NewStyleListener()):
+        _tell_to_stop(listener)
+        assert listener.stopped

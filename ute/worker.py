@@ -162,10 +162,10 @@ class UteWorker(Worker):
 
     def unsubscribe(self) -> None:
         """rq's unsubscribes first and stops its command listener after: when the listener read
-        the answer in between, it waited out its 60 s read, and every stop its 1 s join. Stopped
-        first, the answer ends its wait, and it closes its connection itself."""
+        the answer in between, it waited out its 60 s read, and every stop its 1 s join. Told to
+        stop first, the answer ends its wait, and it closes its connection itself."""
         if self.pubsub_thread:
-            self.pubsub_thread.stop()
+            _tell_to_stop(self.pubsub_thread)
             with contextlib.suppress(redis.exceptions.RedisError):
                 self.pubsub.unsubscribe()
             self.pubsub_thread.join(timeout=1)
@@ -187,6 +187,16 @@ class UteWorker(Worker):
                 log.warning("aborted job %s; it is back at the front of queue %s", job_id, job.origin)
         except Exception as error:  # the coordinator's monitor requeues it within seconds anyway
             log.warning("could not requeue job %s (%s); the monitor will", job_id, error)
+
+
+def _tell_to_stop(thread: Any) -> None:
+    """Clear a redis-py pub/sub thread's running flag without waiting for it: from redis-py 8.2
+    its stop() also joins the thread, which sits in a 60 s read until a message comes (the
+    answer to the unsubscribe that follows), so every worker's stop waited out that read."""
+    try:
+        thread.stop(timeout=0)
+    except TypeError:  # before 8.2: stop() takes no timeout, and only clears the flag
+        thread.stop()
 
 
 PRESENCE_SECONDS = 1.0
