@@ -14,9 +14,17 @@ from media import make_clip
 
 from ute import config, plugins, runner, tools
 from ute.config import Layer
-from ute.errors import SettingsError
+from ute.errors import CommandError, SettingsError
 from ute.settings import EncodeSettings
-from ute.x265_params import KNOWN_PARAMS, PATH_PARAMS, canonical_name, check, check_with_encoder, parse
+from ute.x265_params import (
+    KNOWN_PARAMS,
+    PATH_PARAMS,
+    TRIAL_TRIES,
+    canonical_name,
+    check,
+    check_with_encoder,
+    parse,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRED_PATH_PARAMS = {
@@ -268,3 +276,39 @@ def test_a_path_parameter_never_reaches_the_trial_encode(
     with pytest.raises(SettingsError, match=path_message("stats")):
         check_with_encoder(tools.ffmpeg(), unchecked)  # type: ignore[arg-type]
     assert not target.exists()
+
+
+def _ffmpeg_that_is(tmp_path: Path, how: str, times: int) -> str:
+    """An ffmpeg whose first `times` trial encodes end as `how` says (a signal it sends itself);
+    after that, the real one."""
+    script, count = tmp_path / "ffmpeg", tmp_path / "runs"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo run >> "{count}"\n'
+        f'if [ "$(wc -l < "{count}")" -le {times} ]; then kill -{how} $$; fi\n'
+        f'exec "{tools.ffmpeg()}" "$@"\n'
+    )  # fmt: skip
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_a_trial_encode_killed_from_outside_is_asked_again(tmp_path: Path) -> None:
+    """A killed trial is no answer about the parameters (a chaos run failed a file as refusing
+    'lossless=1' when its trial encode was SIGKILLed)."""
+    ffmpeg = _ffmpeg_that_is(tmp_path, "KILL", times=TRIAL_TRIES - 1)
+    check_with_encoder(ffmpeg, EncodeSettings(preset="ultrafast", x265_params="lossless=1"))
+    assert len((tmp_path / "runs").read_text().split()) == TRIAL_TRIES
+
+
+def test_a_trial_encode_killed_every_time_is_no_refusal_and_is_not_remembered(tmp_path: Path) -> None:
+    ffmpeg = _ffmpeg_that_is(tmp_path, "TERM", times=TRIAL_TRIES)
+    settings = EncodeSettings(preset="ultrafast", x265_params="no-sao=1")
+    with pytest.raises(CommandError, match=rf"killed {TRIAL_TRIES} times .*signal 15"):
+        check_with_encoder(ffmpeg, settings)
+    check_with_encoder(ffmpeg, settings)  # asked again, and the real encoder answers
+
+
+def test_an_encoder_that_crashes_on_the_parameters_refuses_them(tmp_path: Path) -> None:
+    ffmpeg = _ffmpeg_that_is(tmp_path, "SEGV", times=1)
+    with pytest.raises(SettingsError, match=r"refuses x265 parameters 'bframes=3' .*signal 11"):
+        check_with_encoder(ffmpeg, EncodeSettings(preset="ultrafast", x265_params="bframes=3"))

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import functools
 import re
+import signal
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ute import runner
-from ute.errors import SettingsError
+from ute.errors import CommandError, SettingsError
 
 if TYPE_CHECKING:
     from ute.settings import EncodeSettings
@@ -118,6 +119,11 @@ LOG_LEVEL_VALUES = frozenset(
 TRIAL_SOURCE = "testsrc2=s=64x64:r=25"
 TRIAL_FRAMES = 2
 TRIAL_TIMEOUT_SECONDS = 60.0
+# How a trial encode ends when something else ends it (the OOM killer, a stop, a `pkill`): no
+# answer about the parameters, so it is asked again, this many times in all. A crash (SIGSEGV,
+# SIGABRT) is the encoder's own answer.
+KILLED_FROM_OUTSIDE = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+TRIAL_TRIES = 3
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _UNKNOWN = re.compile(r"Unknown option: (?P<name>.*)\.$")
@@ -186,7 +192,8 @@ def check_with_encoder(ffmpeg: str, settings: EncodeSettings) -> None:
     Runs a two-frame trial encode of a 64x64 test picture into nothing; the answer is cached per
     ffmpeg and settings. Without parameters (or only a log level, which check() vets) there is
     nothing to ask: the preset and crf were checked when the settings were made, and ffmpeg's
-    libx265 when it was found. A failure to run ffmpeg at all is a CommandError, not a SettingsError.
+    libx265 when it was found. A failure to run ffmpeg at all is a CommandError, not a SettingsError,
+    and so is a trial encode that something else killed each time it was asked.
     """
     check(settings.x265_params)  # no parameter that touches a file ever reaches the encoder
     if named(settings.x265_params) <= LOG_LEVEL_PARAMS:
@@ -210,10 +217,16 @@ def _trial_encode(ffmpeg: str, preset: str, crf: float, params: str) -> str | No
         "-x265-params", ":".join([*pairs, "log-level=error"]),
         "-f", "null", "-",
     ]  # fmt: skip
-    # In an empty folder of its own, so that a file the encoder writes shows (and goes away).
-    with tempfile.TemporaryDirectory(prefix="ute-x265-trial-") as folder:
-        result = runner.run(argv, timeout=TRIAL_TIMEOUT_SECONDS, check=False, cwd=Path(folder))
-        written = sorted(path.name for path in Path(folder).iterdir())
+    for _ in range(TRIAL_TRIES):
+        # In an empty folder of its own, so that a file the encoder writes shows (and goes away).
+        with tempfile.TemporaryDirectory(prefix="ute-x265-trial-") as folder:
+            result = runner.run(argv, timeout=TRIAL_TIMEOUT_SECONDS, check=False, cwd=Path(folder))
+            written = sorted(path.name for path in Path(folder).iterdir())
+        if -result.returncode not in KILLED_FROM_OUTSIDE:
+            break
+    else:  # not an answer about the parameters: the file may be tried again (not cached)
+        raise CommandError(f"the trial encode of x265 parameters {params!r} was killed {TRIAL_TRIES} "
+                           f"times ({runner.describe_failure(result)}); is memory short?")  # fmt: skip
     for line in result.stderr_tail:
         if match := _UNKNOWN.search(line):
             return f"unknown x265 parameter {match['name']!r} (this ffmpeg's libx265 does not know it)"
