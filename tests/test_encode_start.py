@@ -23,7 +23,7 @@ START_AND_WAIT = """
 import json, sys
 from pathlib import Path
 from ute import encode_start
-swarm = encode_start.start(Path(sys.argv[1]), Path(sys.argv[2]), force=False, workers=1, redis_url=None)
+swarm = encode_start.start(Path(sys.argv[1]), Path(sys.argv[2]), force=False, workers=2, redis_url=None)
 loaded = sorted({name.split(".")[0] for name in sys.modules})
 print(json.dumps({"url": swarm.url, "names": swarm.names, "pids": [p.pid for p in swarm.workers],
                   "folder": str(swarm.folder), "loaded": loaded}), flush=True)
@@ -44,14 +44,17 @@ def test_redis_and_the_workers_start_with_no_heavy_module_loaded(tmp_path: Path)
         started = json.loads(starter.stdout.readline())
         assert HEAVY.isdisjoint(started["loaded"])
         connection = state.connect(started["url"])
-        wanted = Worker.redis_worker_namespace_prefix + started["names"][0]
-        wait_for(lambda: wanted in Worker.all_keys(connection=connection), "the worker to register")
+        wanted = {Worker.redis_worker_namespace_prefix + name for name in started["names"]}
+        wait_for(lambda: wanted <= set(Worker.all_keys(connection=connection)), "the workers to register")
+        worker_pids = [worker.pid for worker in Worker.all(connection=connection)]
+        forked = {child.pid for child in psutil.Process(started["pids"][0]).children()}
+        assert forked == set(worker_pids) and len(forked) == 2, "one process forked both workers"
         starter.stdin.write("\n")
         starter.stdin.flush()
         assert starter.wait(timeout=60) == 0
     finally:
         starter.kill()
-    assert not any(psutil.pid_exists(pid) for pid in started["pids"])
+    assert not any(psutil.pid_exists(pid) for pid in [*started["pids"], *worker_pids])
     assert list(output.parent.iterdir()) == [], "its folder (logs, Redis data) and .ute-work are gone"
 
 
@@ -104,6 +107,7 @@ def test_ute_encode_starts_redis_and_workers_before_its_heavy_imports_and_clears
     result = subprocess.run([sys.executable, "-c", COUNT_CHILDREN_AT_THE_HEAVY_IMPORT, "encode", str(source),
                              "-o", str(output), "--workers", "2"], capture_output=True, text=True,
                             timeout=120)  # fmt: skip
-    assert "children when ute.encode is imported: 3" in result.stdout, result.stderr  # Redis, 2 workers
+    # Redis, and the process that forks the 2 workers
+    assert "children when ute.encode is imported: 2" in result.stdout, result.stderr
     assert result.returncode != 0 and "stopped here by the test" in result.stderr
     assert list(output.parent.iterdir()) == []

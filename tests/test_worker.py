@@ -11,13 +11,15 @@ import threading
 from pathlib import Path
 
 import psutil
+import pytest
+import redis
 from conftest import exited, spawn, start_worker, wait_for
 from media import make_clip
-from rq import Queue
+from rq import Queue, Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from ute import state, submit
+from ute import runner, state, submit
 from ute.jobs import ALLOWED_JOB_FUNCTIONS, ChunkSpec, FileSpec, segment_name
 from ute.probe import count_frames, probe
 from ute.settings import EncodeSettings
@@ -112,7 +114,7 @@ def test_a_local_worker_exits_when_its_coordinator_is_killed(clean_redis: str, t
     coordinator.send_signal(signal.SIGKILL)
     wait_for(lambda: exited(worker), "the worker to exit", timeout=5)
     worker_log = next(tmp_path.glob("local-*.log")).read_text()
-    assert f"the coordinator (pid {coordinator.pid}) is gone" in worker_log
+    assert f"its parent (pid {coordinator.pid}) is gone" in worker_log
 
 
 def test_a_worker_stops_listening_without_waiting_out_the_listeners_read(clean_redis: str) -> None:
@@ -145,3 +147,67 @@ def test_a_listener_is_told_to_stop_by_any_redis_py() -> None:
     for listener in (OldStyleListener(), NewStyleListener()):
         _tell_to_stop(listener)
         assert listener.stopped
+
+
+def _registered_pids(connection: redis.Redis, names: set[str]) -> dict[str, int] | None:
+    workers = {worker.name: worker.pid for worker in Worker.all(connection=connection)}
+    return workers if names <= set(workers) else None
+
+
+@pytest.mark.parametrize("stopped_by", ["its process group", "a signal to it alone"])
+def test_one_process_forks_a_worker_per_name_each_with_its_own_log(
+    clean_redis: str, tmp_path: Path, stopped_by: str
+) -> None:  # fmt: skip
+    launcher = start_worker(clean_redis, tmp_path / "launcher.log", "--name", "first", "--name", "second",
+                            "--log-folder", str(tmp_path))  # fmt: skip
+    connection = state.connect(clean_redis)
+    pids = wait_for(lambda: _registered_pids(connection, {"first", "second"}), "both workers",
+                    log=tmp_path / "launcher.log", process=launcher)  # fmt: skip
+    assert {child.pid for child in psutil.Process(launcher.pid).children()} == set(pids.values())
+    for name in ("first", "second"):
+        assert f"Worker {name}: started with PID {pids[name]}" in (tmp_path / f"{name}.log").read_text()
+    assert "encoder:" in (tmp_path / "launcher.log").read_text(), "what it did before forking"
+    if stopped_by == "its process group":  # as `ute encode` stops it
+        runner.stop([launcher])
+    else:  # as systemd's KillMode=mixed does: it passes the signal on to each worker
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=60)
+    assert launcher.returncode == 0, (tmp_path / "launcher.log").read_text()
+    assert not any(psutil.pid_exists(pid) for pid in pids.values())
+    assert set(Worker.all_keys(connection=connection)) == set(), "both left the farm's register"
+    for name in ("first", "second"):  # each got the signal once: a second would be a cold stop
+        said = (tmp_path / f"{name}.log").read_text()
+        assert "warm shut down requested" in said and "cold shut down" not in said
+
+
+def test_forked_workers_exit_with_their_coordinator_or_the_process_that_forked_them(
+    clean_redis: str, tmp_path: Path
+) -> None:  # fmt: skip
+    connection = state.connect(clean_redis)
+    for killed in ("coordinator", "launcher"):
+        connection.flushdb()
+        folder = tmp_path / killed
+        folder.mkdir()
+        coordinator = spawn([sys.executable, "-c", STAND_IN_COORDINATOR_OF_TWO, clean_redis, str(folder)],
+                            folder / "coordinator.log")  # fmt: skip
+        pids = wait_for(lambda: _registered_pids(connection, {"one", "two"}), "both workers",
+                        log=folder / "coordinator.log", process=coordinator)  # fmt: skip
+        [launcher] = psutil.Process(coordinator.pid).children()
+        workers = [psutil.Process(pid) for pid in pids.values()]
+        victim = coordinator.pid if killed == "coordinator" else launcher.pid
+        os.kill(victim, signal.SIGKILL)
+        for process in [launcher, *workers] if killed == "coordinator" else workers:
+            wait_for(lambda process=process: exited(process), f"pid {process.pid} to exit after its {killed}")
+        said = f"its parent (pid {victim}) is gone"
+        assert said in (folder / ("one.log" if killed == "coordinator" else "two.log")).read_text()
+        coordinator.kill()
+
+
+# A coordinator as `ute encode` starts its local workers: one process that forks them.
+STAND_IN_COORDINATOR_OF_TWO = """
+import sys, time
+from pathlib import Path
+from ute.encode_start import spawn_local_workers
+spawn_local_workers(sys.argv[1], ["one", "two"], Path(sys.argv[2]))
+time.sleep(600)
+"""

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,10 +39,13 @@ def check_paths(source: Path, output: Path, *, force: bool) -> None:
         raise UteError(f"{output.parent}: no such folder for the output")
 
 
-def spawn_local_worker(url: str, name: str, log_dir: Path) -> subprocess.Popen[bytes]:
+def spawn_local_workers(url: str, names: Sequence[str], log_dir: Path) -> subprocess.Popen[bytes]:
+    """One `ute-worker` process for the names: with several, it loads UTE once and forks a worker
+    per name, each writing to log_dir/NAME.log (its own output before that goes to the first's)."""
+    named = [argument for name in names for argument in ("--name", name)]
     return runner.spawn(
-        [sys.executable, "-m", "ute.worker", "--name", name],
-        log_path=log_dir / f"{name}.log",
+        [sys.executable, "-m", "ute.worker", *named, "--log-folder", log_dir],
+        log_path=log_dir / f"{names[0]}.log",
         # The URL not in argv, where `ps` shows a password; our pid, so that it exits when we die.
         env={**os.environ, ENV_REDIS_URL: url, ENV_PARENT_PID: str(os.getpid())},
     )
@@ -59,7 +63,7 @@ class LocalSwarm:
     url: str
     folder: Path
     names: list[str]
-    workers: list[subprocess.Popen[bytes]]
+    workers: list[subprocess.Popen[bytes]]  # the one process that forks the named workers
     private_redis: PrivateRedis | None
     work_dir: Path | None = None  # the file's work folder, once planned
     started_at: float = field(default_factory=time.monotonic)
@@ -108,7 +112,8 @@ def start(source: Path, output: Path, *, force: bool, workers: int, redis_url: s
             swarm.private_redis.data_dir.mkdir()
             swarm.private_redis.start()
             swarm.url = swarm.private_redis.url
-        swarm.workers.extend(spawn_local_worker(swarm.url, name, folder) for name in swarm.names)
+        if swarm.names:
+            swarm.workers.append(spawn_local_workers(swarm.url, swarm.names, folder))
     except BaseException:
         swarm.stop(cold=True)  # the folder stays: a server that failed to start left its log there
         raise

@@ -14,7 +14,7 @@ import redis
 from rq import Worker
 
 from ute import runner, state, submit
-from ute.encode_start import LOCAL_WORKER_GRACE_SECONDS, local_worker_names, spawn_local_worker
+from ute.encode_start import LOCAL_WORKER_GRACE_SECONDS, local_worker_names, spawn_local_workers
 from ute.errors import UteError
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def local_workers(url: str, count: int, log_dir: Path) -> Iterator[list[subproce
     The list is the live one: replace_dead() puts new workers in it."""
     names = local_worker_names(count)
     log_dir.mkdir(parents=True, exist_ok=True)
-    processes = [spawn_local_worker(url, name, log_dir) for name in names]
+    processes = [spawn_local_workers(url, [name], log_dir) for name in names]
     finished = False
     try:
         if processes:
@@ -60,7 +60,7 @@ def replace_dead(url: str, processes: list[subprocess.Popen[bytes]], log_dir: Pa
         name = f"local-{os.getpid()}-{position + 1}.{process.pid}"
         log.warning("local worker %d exited (status %s); starting %s in its place", process.pid,
                     process.returncode, name)  # fmt: skip
-        processes[position] = spawn_local_worker(url, name, log_dir)
+        processes[position] = spawn_local_workers(url, [name], log_dir)
         replaced += 1
     return replaced
 

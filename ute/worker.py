@@ -11,10 +11,12 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import psutil
 import redis
@@ -233,8 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
              f"{DEFAULT_REDIS_URL}, the private Redis of `ute serve` on this machine)",
     )  # fmt: skip
     parser.add_argument(
-        "--name", default=None, help="worker name shown in status (default: host.pid)"
-    )
+        "--name", action="append", default=[],
+        help="worker name shown in status (default: host.pid); repeat it to run one worker per name, "
+             "each forked from this process once it has loaded what they need (one start for them all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-folder", type=Path, default=None, metavar="DIR",
+        help="with several names: each worker writes its output to DIR/NAME.log "
+             "(default: all of them to this process's output)",
+    )  # fmt: skip
     parser.add_argument(
         "--burst", action="store_true", help="exit once the queues are empty"
     )
@@ -255,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
-    _exit_with_parent()
+    parent = os.environ.pop(ENV_PARENT_PID, None)  # before any fork: no work horse inherits it
     try:
         check_redis_url(args.redis_url)
         _set_up_path_map(args.path_map)
@@ -265,19 +274,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ute-worker: error: {error}", file=sys.stderr)
         return 2
     connection = state.connect(args.redis_url)
-    name = args.name or f"{socket.gethostname()}.{os.getpid()}"
     try:
         connection.ping()
     except redis.exceptions.RedisError as error:
         print(f"ute-worker: error: cannot reach Redis at {state.redacted(args.redis_url)}: {error}",
               file=sys.stderr)  # fmt: skip
         return 1
+    finally:
+        connection.close()  # each worker opens its own, after any fork
     try:
         log.info("encoder: %s", tools.ffmpeg())  # found once here, not again in every work horse
     except UteError as error:
         print(f"ute-worker: error: {error}", file=sys.stderr)
         return 1
     _import_before_forking()
+    if len(args.name) > 1:
+        return _fork_workers(args, parent)
+    _exit_with_parent(parent)
+    return _work(args, args.name[0] if args.name else f"{socket.gethostname()}.{os.getpid()}")
+
+
+def _work(args: argparse.Namespace, name: str) -> int:
+    """Be the worker called name until it stops: its exit status."""
+    connection = state.connect(args.redis_url)
     queues = [state.queue(queue_name, connection) for queue_name in state.QUEUES]
     while True:
         worker = UteWorker(queues, name=name, connection=connection)
@@ -297,6 +316,63 @@ def main(argv: list[str] | None = None) -> int:
             return 1
 
 
+def _fork_workers(args: argparse.Namespace, parent: str | None) -> int:
+    """Fork one worker per name and wait for them all: they start with everything this process
+    loaded (0.4 s of a core each that they need not spend). Each stop signal this process gets
+    is passed on to every worker (the first: finish the chunk; the second: abort it), whether it
+    was sent to this process alone (systemd's KillMode=mixed) or to its process group (Ctrl-C):
+    the workers run in groups of their own. It exits once they have, with the first failure."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    children: dict[int, str] = {}
+    launcher = os.getpid()
+    for name in args.name:
+        pid = os.fork()
+        if pid == 0:
+            _be_forked_worker(args, name, launcher)
+        children[pid] = name
+
+    def pass_on(signum: int, frame: FrameType | None) -> None:
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, pass_on)
+    _exit_with_parent(parent)
+    status = 0
+    while children:
+        pid, wait_status = os.wait()
+        name = children.pop(pid, "")
+        code = os.waitstatus_to_exitcode(wait_status)
+        if name and code:
+            log.warning("worker %s (pid %d) exited with status %d", name, pid, code)
+            status = status or (code if code > 0 else 1)
+    return status
+
+
+def _be_forked_worker(args: argparse.Namespace, name: str, launcher: int) -> NoReturn:
+    """In the forked child: be the worker called name, and never return into the parent's code."""
+    code = 1
+    try:
+        os.setpgrp()  # stop signals come from the launcher, once each
+        if args.log_folder is not None:
+            log_file = os.open(args.log_folder / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(log_file, sys.stdout.fileno())
+            os.dup2(log_file, sys.stderr.fileno())
+            os.close(log_file)
+        _exit_with_parent(str(launcher))
+        code = _work(args, name)
+    except SystemExit as leaving:  # rq's cold stop, as it would end a worker of its own process
+        code = leaving.code if isinstance(leaving.code, int) else int(leaving.code is not None)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def _import_before_forking() -> None:
     """What every work horse needs, imported once here: each chunk runs in a fresh fork of this
     process, and would import it again. The frozen objects stay out of the garbage collector's
@@ -312,18 +388,18 @@ def _import_before_forking() -> None:
 PARENT_CHECK_SECONDS = 0.5
 
 
-def _exit_with_parent() -> None:
-    """A local worker (its coordinator set $UTE_PARENT_PID) exits with its work horse and encoder
-    once that coordinator is gone, however it ended; the next coordinator's monitor requeues the
-    chunk. rq's horse outlives its worker, so a parent-death signal on the worker alone would not do."""
-    expected = os.environ.pop(ENV_PARENT_PID, None)
+def _exit_with_parent(expected: str | None) -> None:
+    """A local worker (its coordinator set $UTE_PARENT_PID; a forked one, its parent) exits with
+    its work horse and encoder once that parent is gone, however it ended; the next coordinator's
+    monitor requeues the chunk. rq's horse outlives its worker, so a parent-death signal on the
+    worker alone would not do."""
     if not expected:
         return
 
     def watch() -> None:
         while os.getppid() == int(expected):
             time.sleep(PARENT_CHECK_SECONDS)
-        log.warning("the coordinator (pid %s) is gone: stopping this worker and its chunk", expected)
+        log.warning("its parent (pid %s) is gone: stopping this worker and its chunk", expected)
         runner.kill_descendants(os.getpid())  # the work horse, ffmpeg
         os._exit(1)
 
