@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -211,3 +212,13 @@ from ute.encode_start import spawn_local_workers
 spawn_local_workers(sys.argv[1], ["one", "two"], Path(sys.argv[2]))
 time.sleep(600)
 """
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "..", ""])
+def test_a_worker_name_that_would_put_its_log_elsewhere_is_refused(tmp_path: Path, name: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "ute.worker", "--name", "fine", "--name", name,
+                             "--log-folder", str(tmp_path / "logs")], capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"ute-worker: error: --name {name!r}: with --log-folder")
+    assert list(tmp_path.iterdir()) == []

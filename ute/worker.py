@@ -267,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parent = os.environ.pop(ENV_PARENT_PID, None)  # before any fork: no work horse inherits it
     try:
         check_redis_url(args.redis_url)
+        _check_log_names(args.name, args.log_folder)
         _set_up_path_map(args.path_map)
         if args.allow_chunk_server:  # the work horses read it from there
             os.environ[ENV_CHUNK_SERVERS] = ";".join(args.allow_chunk_server)
@@ -349,6 +350,16 @@ def _fork_workers(args: argparse.Namespace, parent: str | None) -> int:
             log.warning("worker %s (pid %d) exited with status %d", name, pid, code)
             status = status or (code if code > 0 else 1)
     return status
+
+
+def _check_log_names(names: list[str], log_folder: Path | None) -> None:
+    """A name that is a log's name too is a plain file name: its log stays in the folder."""
+    if log_folder is None or len(names) < 2:
+        return
+    for name in names:
+        if name in {"", ".", ".."} or os.path.basename(name) != name or "\0" in name:
+            raise UteError(f"--name {name!r}: with --log-folder a worker's name is its log's file "
+                           "name; use one without '/'")  # fmt: skip
 
 
 def _be_forked_worker(args: argparse.Namespace, name: str, launcher: int) -> NoReturn:
