@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
-import os
 import sys
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -253,21 +250,10 @@ def entry() -> NoReturn:
     args = build_parser().parse_args()
     status = _run(args)
     if args.command == "encode":
-        _leave_now(status)
+        from ute.stopping import leave_now
+
+        leave_now(status)
     sys.exit(status)
-
-
-def _leave_now(status: int) -> NoReturn:
-    """Exit with the logs and standard streams flushed and without the interpreter's teardown;
-    the normal exit where a thread that it would wait for is still running."""
-    if any(thread.is_alive() and not thread.daemon and thread is not threading.main_thread()
-           for thread in threading.enumerate()):  # fmt: skip
-        sys.exit(status)
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream
-            stream.flush()
-    os._exit(status)
 
 
 def _run(args: argparse.Namespace) -> int:

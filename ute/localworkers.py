@@ -78,4 +78,4 @@ def wait_until_registered(
         if time.monotonic() > deadline:
             raise UteError(f"local workers did not start within {WORKER_START_SECONDS} s")
         time.sleep(REGISTRATION_POLL_SECONDS)
-    log.info("started %d local workers", len(processes))
+    log.info("started %d local workers", len(names))

@@ -8,9 +8,11 @@ ABORT_SECONDS later every process UTE started is killed (encoders, plugins, work
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 from typing import NoReturn
 
@@ -54,4 +56,17 @@ def exit_now(status: int = EXIT_INTERRUPTED) -> NoReturn:
     a post plugin in the middle of its work)."""
     runner.kill_everything()
     logging.shutdown()
+    os._exit(status)
+
+
+def leave_now(status: int) -> NoReturn:
+    """Exit with the logs and standard streams flushed and without the interpreter's teardown;
+    the normal exit where a thread that it would wait for is still running."""
+    if any(thread.is_alive() and not thread.daemon and thread is not threading.main_thread()
+           for thread in threading.enumerate()):  # fmt: skip
+        sys.exit(status)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream
+            stream.flush()
     os._exit(status)
