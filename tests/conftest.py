@@ -96,6 +96,17 @@ def wait_for(
     return result
 
 
+def finished_segments(work: Path) -> list[Path]:
+    """The segments committed under a `.ute-work` folder while UTE runs: a folder that goes away
+    as it is looked through (a pre plugin's, a run's local one) is passed over, not an error."""
+    for _ in range(100):
+        try:
+            return sorted(work.glob("*/0*.mkv"))
+        except FileNotFoundError:
+            continue
+    raise AssertionError(f"{work} kept changing under the look")
+
+
 def start_worker(redis_url: str, log_path: Path, *extra: str) -> subprocess.Popen[bytes]:
     return spawn([sys.executable, "-m", "ute.worker", "--redis-url", redis_url, *extra], log_path)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_ute, spawn, start_worker, wait_for
+from conftest import finished_segments, run_ute, spawn, start_worker, wait_for
 from media import frame_hashes, make_clip
 
 from ute import farm, runner, state, tools
@@ -82,7 +82,7 @@ def test_a_redis_out_of_memory_pauses_the_run_which_then_carries_on(own_redis: s
     coordinator = spawn([sys.executable, "-m", "ute.cli", "encode", str(source), "-o", str(output),
                          "--workers", "0", "--redis-url", own_redis, *LOSSLESS], log_path=log)  # fmt: skip
     worker = start_worker(own_redis, tmp_path / "worker.log", "--name", "steady")
-    wait_for(lambda: list((tmp_path / ".ute-work").glob("*/0*.mkv")), "a first segment", process=coordinator)
+    wait_for(lambda: finished_segments(tmp_path / ".ute-work"), "a first segment", process=coordinator)
     connection.config_set("maxmemory-policy", "noeviction")
     connection.config_set("maxmemory", "1")
     wait_for(lambda: "the farm is paused: Redis is out of memory" in log.read_text(), "the pause", log=log)

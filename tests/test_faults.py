@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import failing_ffmpeg, run_ute, spawn, start_worker, wait_for
+from conftest import failing_ffmpeg, finished_segments, run_ute, spawn, start_worker, wait_for
 from media import frame_hashes, make_clip
 from rq import Worker
 from rq.job import Job
@@ -40,6 +41,15 @@ def busy_worker(connection, names: set[str]) -> tuple[str, str] | None:  # type:
     return None
 
 
+def encoding_family(pid: int) -> list[psutil.Process] | None:
+    """A worker with everything below it, once an encoder (libx265) runs there."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        if any("libx265" in process.cmdline() for process in family):
+            return family
+    return None
+
+
 def encode(source: Path, output: Path, redis_url: str) -> subprocess.Popen[bytes]:
     """`ute encode` as a coordinator only: the test starts and kills the workers itself."""
     return spawn([sys.executable, "-m", "ute.cli", "encode", str(source), "-o", str(output),
@@ -62,7 +72,7 @@ def test_a_sigkilled_workers_chunk_moves_to_another_worker(tmp_path: Path, clean
     second = start_worker(clean_redis, tmp_path / "second.log", "--name", "second")
     wait_for(lambda: "second" in {w.name for w in Worker.all(connection=connection)}, "worker two")
 
-    victims = [psutil.Process(first.pid), *psutil.Process(first.pid).children(recursive=True)]
+    victims = wait_for(lambda: encoding_family(first.pid), "the busy worker's encoder")
     for process in victims:  # the worker, its work horse and its ffmpeg
         process.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
@@ -115,7 +125,7 @@ def test_a_redis_restart_mid_file_still_gives_a_correct_output(tmp_path: Path) -
     coordinator = encode(source, output, url)
     workers = [start_worker(url, tmp_path / f"w{n}.log") for n in range(2)]
     work = tmp_path / ".ute-work"
-    wait_for(lambda: len(list(work.glob("*/0*.mkv"))) >= 1, "a first finished chunk")
+    wait_for(lambda: len(finished_segments(work)) >= 1, "a first finished chunk")
 
     redis_process.send_signal(signal.SIGKILL)
     redis_process.wait()
@@ -286,7 +296,10 @@ def test_a_dead_workers_chunk_is_requeued_after_its_rq_records_expired(
     submit.submit_chunks(connection, prepared.file_spec, prepared.specs)
     worker = start_worker(clean_redis, tmp_path / "worker.log", "--name", "doomed")
     _, job_id = wait_for(lambda: busy_worker(connection, {"doomed"}), "a busy worker")  # type: ignore[misc]
-    for process in [psutil.Process(worker.pid), *psutil.Process(worker.pid).children(recursive=True)]:
+    # Its encoder running: a work horse forked after a look at the worker's children would live on
+    # (in a process group of its own), finish the chunk and leave nothing to requeue.
+    family = wait_for(lambda: encoding_family(worker.pid), "the busy worker's encoder")
+    for process in family:
         process.send_signal(signal.SIGKILL)
     expired = list(connection.scan_iter(f"rq:execution:{job_id}:*"))
     assert expired

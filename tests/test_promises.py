@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import exited, run_ute, spawn, wait_for
+from conftest import exited, finished_segments, run_ute, spawn, wait_for
 from media import make_clip
 from test_serve import SERVICE_OPTIONS, _history, start_serve
 
@@ -141,7 +141,7 @@ def test_the_first_signal_stops_ute_encode_after_its_running_chunks_and_a_rerun_
             "--chunk-frames", "24", "--preset", "slow"]  # fmt: skip
     encode = spawn(argv, log_path=log)
     work = tmp_path / ".ute-work"
-    wait_for(lambda: list(work.glob("*/0*.mkv")), "the first chunk", log=log, process=encode)
+    wait_for(lambda: finished_segments(work), "the first chunk", log=log, process=encode)
     encode.send_signal(signal.SIGINT)
     assert encode.wait(timeout=120) == 130
     kept = list(work.glob("*/0*.mkv"))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import exited, failing_ffmpeg, spawn, wait_for
+from conftest import exited, failing_ffmpeg, finished_segments, spawn, wait_for
 from media import frame_hashes, make_clip
 from rq import Queue
 from rq.job import Job
@@ -139,7 +139,7 @@ def test_sigkill_of_everything_mid_file_then_restart_completes_it(service_folder
     serve = start_serve(service_folder, *options)
     (inbox / "movie.mkv").write_bytes(source.read_bytes())
     work = outbox / ".ute-work"
-    wait_for(lambda: len(list(work.glob("*/0*.mkv"))) >= 4, "a few chunks to finish", log=log, process=serve)
+    wait_for(lambda: len(finished_segments(work)) >= 4, "a few chunks to finish", log=log, process=serve)
     kill_everything(serve)
     assert not (outbox / "movie.mkv").exists()
     segments = sorted(work.glob("*/0*.mkv"))
@@ -337,7 +337,7 @@ def test_serve_starts_its_private_redis_and_local_workers_again_when_they_die(se
     wait_for(lambda: "started 2 local workers" in log.read_text(), "the workers", log=log, process=serve)
     (inbox / "movie.mkv").write_bytes(source.read_bytes())
     work = outbox / ".ute-work"
-    wait_for(lambda: len(list(work.glob("*/0*.mkv"))) >= 2, "two chunks to finish", log=log, process=serve)
+    wait_for(lambda: len(finished_segments(work)) >= 2, "two chunks to finish", log=log, process=serve)
 
     children = psutil.Process(serve.pid).children()
     redis_server = next(p for p in children if "redis-server" in p.name())
