@@ -84,15 +84,16 @@ def run_ute(*args: str | Path, timeout: float = 600) -> subprocess.CompletedProc
 
 def wait_for(
     condition: Callable[[], T], what: str, timeout: float = 180, *,
-    log: Path | None = None, process: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None, process: subprocess.Popen[bytes] | None = None, every: float = 0.05,
 ) -> T:  # fmt: skip
-    """Poll until condition() is truthy and return it; fail early if process dies, with its log."""
+    """Poll every `every` s until condition() is truthy and return it; fail early if process dies,
+    with its log."""
     deadline = time.monotonic() + timeout
     while not (result := condition()):
         if time.monotonic() > deadline or (process is not None and process.poll() is not None):
             tail = f"; log:\n{log.read_text()[-4000:]}" if log and log.exists() else ""
             pytest.fail(f"timed out waiting for {what}{tail}")
-        time.sleep(0.05)
+        time.sleep(every)
     return result
 
 

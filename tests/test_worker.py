@@ -162,18 +162,19 @@ def test_one_process_forks_a_worker_per_name_each_with_its_own_log(
     launcher = start_worker(clean_redis, tmp_path / "launcher.log", "--name", "first", "--name", "second",
                             "--log-folder", str(tmp_path))  # fmt: skip
     connection = state.connect(clean_redis)
+    # Stopped the moment both are registered, before rq has put its signal handlers in: the stop
+    # waits for them (it killed a worker outright in 4 of 5 tries before).
     pids = wait_for(lambda: _registered_pids(connection, {"first", "second"}), "both workers",
-                    log=tmp_path / "launcher.log", process=launcher)  # fmt: skip
-    assert {child.pid for child in psutil.Process(launcher.pid).children()} == set(pids.values())
-    for name in ("first", "second"):
-        assert f"Worker {name}: started with PID {pids[name]}" in (tmp_path / f"{name}.log").read_text()
-    assert "encoder:" in (tmp_path / "launcher.log").read_text(), "what it did before forking"
+                    log=tmp_path / "launcher.log", process=launcher, every=0.001)  # fmt: skip
     if stopped_by == "its process group":  # as `ute encode` stops it
         runner.stop([launcher])
     else:  # as systemd's KillMode=mixed does: it passes the signal on to each worker
         launcher.send_signal(signal.SIGTERM)
         launcher.wait(timeout=60)
     assert launcher.returncode == 0, (tmp_path / "launcher.log").read_text()
+    assert "encoder:" in (tmp_path / "launcher.log").read_text(), "what it did before forking"
+    for name in ("first", "second"):
+        assert f"Worker {name}: started with PID {pids[name]}" in (tmp_path / f"{name}.log").read_text()
     assert not any(psutil.pid_exists(pid) for pid in pids.values())
     assert set(Worker.all_keys(connection=connection)) == set(), "both left the farm's register"
     for name in ("first", "second"):  # each got the signal once: a second would be a cold stop
@@ -222,3 +223,37 @@ def test_a_worker_name_that_would_put_its_log_elsewhere_is_refused(tmp_path: Pat
     assert result.returncode == 2
     assert result.stderr.startswith(f"ute-worker: error: --name {name!r}: with --log-folder")
     assert list(tmp_path.iterdir()) == []
+
+
+# A forked worker as it starts: stop signals blocked, and one already waiting.
+STOPPED_BEFORE_ITS_HANDLERS = """
+import os, signal, sys
+from ute import state
+from ute.worker import STOP_SIGNALS, UteWorker
+connection = state.connect(sys.argv[1])
+signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+os.kill(os.getpid(), signal.SIGTERM)
+worker = UteWorker([state.queue(state.QUEUE_LOW, connection)], name="early", connection=connection)
+worker.work()
+print("stopped warmly", flush=True)
+"""
+
+
+def test_a_stop_signal_before_rqs_handlers_is_a_warm_stop(clean_redis: str, tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-c", STOPPED_BEFORE_ITS_HANDLERS, clean_redis],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0 and "stopped warmly" in result.stdout, result.stderr
+    assert "warm shut down requested" in result.stdout and "stopping on request" in result.stdout  # rq's log
+    assert Worker.all_keys(connection=state.connect(clean_redis)) == [], "left the register (rq's teardown)"
+
+
+def test_a_log_folder_that_cannot_be_written_is_one_line_before_any_worker_starts(
+    clean_redis: str, tmp_path: Path
+) -> None:  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "ute.worker", "--redis-url", clean_redis, "--name", "a",
+                             "--name", "b", "--log-folder", str(tmp_path / "missing")],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == \
+        f"ute-worker: error: --log-folder {tmp_path / 'missing'}: No such file or directory"
+    assert Worker.all_keys(connection=state.connect(clean_redis)) == []

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 import psutil
 import redis
 from rq import Queue, Worker
+from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -163,13 +164,24 @@ class UteWorker(Worker):
         with contextlib.suppress(redis.exceptions.RedisError):
             state.announce_chunk_ended(self.connection, job.id)
 
+    def _install_signal_handlers(self) -> None:
+        """rq's, then the stop signals a forked worker was started with blocked (see _fork_workers):
+        one that came meanwhile is handled now, as a warm stop, instead of killing it."""
+        super()._install_signal_handlers()
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        except StopRequested:  # raised by rq's handler out here: its loop ends at its first look
+            self._stop_requested = True
+
     def unsubscribe(self) -> None:
         """rq's unsubscribes first and stops its command listener after: when the listener read
         the answer in between, it waited out its 60 s read, and every stop its 1 s join. Told to
         stop first, the answer ends its wait, and it closes its connection itself."""
         if self.pubsub_thread:
             _tell_to_stop(self.pubsub_thread)
-            with contextlib.suppress(redis.exceptions.RedisError):
+            # The listener may wake (a command, its own health check) and close the subscription
+            # under this call: the stop goes on regardless.
+            with contextlib.suppress(redis.exceptions.RedisError, AttributeError):
                 self.pubsub.unsubscribe()
             self.pubsub_thread.join(timeout=1)
 
@@ -203,6 +215,7 @@ def _tell_to_stop(thread: Any) -> None:
 
 
 PRESENCE_SECONDS = 1.0
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
 def _tree_usage(known: dict[int, psutil.Process]) -> tuple[float, int]:
@@ -325,23 +338,35 @@ def _fork_workers(args: argparse.Namespace, parent: str | None) -> NoReturn:
     was sent to this process alone (systemd's KillMode=mixed) or to its process group (Ctrl-C):
     the workers run in groups of their own. It exits once they have, with the first failure's
     status."""
+    try:
+        logs = {name: _open_log(args.log_folder, name) for name in args.name}
+    except OSError as error:
+        print(f"ute-worker: error: --log-folder {args.log_folder}: {error.strerror}", file=sys.stderr)
+        leave_now(2)
     sys.stdout.flush()
     sys.stderr.flush()
+    # Until each side has its handlers: a stop signal waits for them instead of killing a worker
+    # before rq can stop it warmly (or this process in the middle of the forks).
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     children: dict[int, str] = {}
     launcher = os.getpid()
     for name in args.name:
         pid = os.fork()
         if pid == 0:
-            _be_forked_worker(args, name, launcher)
+            _be_forked_worker(args, name, launcher, logs)
         children[pid] = name
+    for log_file in logs.values():
+        if log_file is not None:
+            os.close(log_file)
 
     def pass_on(signum: int, frame: FrameType | None) -> None:
         for pid in list(children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
-    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+    for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, pass_on)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     _exit_with_parent(parent)
     status = 0
     while children:
@@ -356,6 +381,13 @@ def _fork_workers(args: argparse.Namespace, parent: str | None) -> NoReturn:
     leave_now(status)
 
 
+def _open_log(folder: Path | None, name: str) -> int | None:
+    """The worker's log file (opened before the forks: one that cannot be is a failure at once)."""
+    if folder is None:
+        return None
+    return os.open(folder / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+
+
 def _check_log_names(names: list[str], log_folder: Path | None) -> None:
     """A name that is a log's name too is a plain file name: its log stays in the folder."""
     if log_folder is None or len(names) < 2:
@@ -366,16 +398,20 @@ def _check_log_names(names: list[str], log_folder: Path | None) -> None:
                            "name; use one without '/'")  # fmt: skip
 
 
-def _be_forked_worker(args: argparse.Namespace, name: str, launcher: int) -> NoReturn:
+def _be_forked_worker(args: argparse.Namespace, name: str, launcher: int, logs: dict[str, int | None]
+                      ) -> NoReturn:  # fmt: skip
     """In the forked child: be the worker called name, and never return into the parent's code."""
     code = 1
     try:
         os.setpgrp()  # stop signals come from the launcher, once each
-        if args.log_folder is not None:
-            log_file = os.open(args.log_folder / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        log_file = logs[name]
+        if log_file is not None:
             os.dup2(log_file, sys.stdout.fileno())
             os.dup2(log_file, sys.stderr.fileno())
-            os.close(log_file)
+            setup_logging(args.log_level)  # plain lines in the file, even if the launcher had a terminal
+        for other in logs.values():
+            if other is not None:
+                os.close(other)
         _exit_with_parent(str(launcher))
         code = _work(args, name)
     except SystemExit as leaving:  # rq's cold stop, as it would end a worker of its own process
@@ -435,6 +471,7 @@ def _wait_for_redis(connection: redis.Redis, backoff: farm.RedisBackoff) -> None
     """Back off until Redis answers and takes writes; a stop signal meanwhile ends the worker."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a forked worker that never got to rq's
     while True:
         time.sleep(backoff.pause)
         try:
