@@ -19,6 +19,7 @@ from ute.settings import EncodeSettings
 from ute.x265_params import (
     KNOWN_PARAMS,
     PATH_PARAMS,
+    STOPPED_FROM_OUTSIDE,
     TRIAL_TRIES,
     canonical_name,
     check,
@@ -279,36 +280,56 @@ def test_a_path_parameter_never_reaches_the_trial_encode(
 
 
 def _ffmpeg_that_is(tmp_path: Path, how: str, times: int) -> str:
-    """An ffmpeg whose first `times` trial encodes end as `how` says (a signal it sends itself);
-    after that, the real one."""
+    """An ffmpeg whose first `times` trial encodes end as `how` says (shell code); after that,
+    the real one."""
     script, count = tmp_path / "ffmpeg", tmp_path / "runs"
     script.write_text(
         "#!/bin/sh\n"
         f'echo run >> "{count}"\n'
-        f'if [ "$(wc -l < "{count}")" -le {times} ]; then kill -{how} $$; fi\n'
+        f'if [ "$(wc -l < "{count}")" -le {times} ]; then {how}; fi\n'
         f'exec "{tools.ffmpeg()}" "$@"\n'
     )  # fmt: skip
     script.chmod(0o755)
     return str(script)
 
 
+KILLED = "kill -KILL $$"
+STOPPED = "exit 255"  # what ffmpeg does when it catches SIGTERM or SIGINT
+CRASHED = "kill -SEGV $$"
+
+
 def test_a_trial_encode_killed_from_outside_is_asked_again(tmp_path: Path) -> None:
     """A killed trial is no answer about the parameters (a chaos run failed a file as refusing
     'lossless=1' when its trial encode was SIGKILLed)."""
-    ffmpeg = _ffmpeg_that_is(tmp_path, "KILL", times=TRIAL_TRIES - 1)
+    ffmpeg = _ffmpeg_that_is(tmp_path, KILLED, times=TRIAL_TRIES - 1)
     check_with_encoder(ffmpeg, EncodeSettings(preset="ultrafast", x265_params="lossless=1"))
     assert len((tmp_path / "runs").read_text().split()) == TRIAL_TRIES
 
 
-def test_a_trial_encode_killed_every_time_is_no_refusal_and_is_not_remembered(tmp_path: Path) -> None:
-    ffmpeg = _ffmpeg_that_is(tmp_path, "TERM", times=TRIAL_TRIES)
+def test_a_trial_encode_stopped_every_time_is_no_refusal_and_is_not_remembered(tmp_path: Path) -> None:
+    ffmpeg = _ffmpeg_that_is(tmp_path, STOPPED, times=TRIAL_TRIES)
     settings = EncodeSettings(preset="ultrafast", x265_params="no-sao=1")
-    with pytest.raises(CommandError, match=rf"killed {TRIAL_TRIES} times .*signal 15"):
+    with pytest.raises(CommandError, match=rf"stopped from outside {TRIAL_TRIES} times .*status 255"):
         check_with_encoder(ffmpeg, settings)
     check_with_encoder(ffmpeg, settings)  # asked again, and the real encoder answers
 
 
+def test_a_real_ffmpeg_stopped_by_sigterm_ends_as_the_retry_expects() -> None:
+    """The stand-in's `exit 255` is what the bundled ffmpeg does with a SIGTERM."""
+    encoder = subprocess.Popen([tools.ffmpeg(), "-nostdin", "-loglevel", "quiet", "-progress", "pipe:1",
+                                "-f", "lavfi", "-i", "testsrc2=s=320x240:r=25", "-c:v", "libx265",
+                                "-f", "null", "-"], stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert encoder.stdout is not None
+        encoder.stdout.readline()  # encoding: its handlers are in place
+        encoder.terminate()
+        assert encoder.wait(timeout=60) == 255
+        assert 255 in STOPPED_FROM_OUTSIDE
+    finally:
+        encoder.kill()
+
+
 def test_an_encoder_that_crashes_on_the_parameters_refuses_them(tmp_path: Path) -> None:
-    ffmpeg = _ffmpeg_that_is(tmp_path, "SEGV", times=1)
+    ffmpeg = _ffmpeg_that_is(tmp_path, CRASHED, times=1)
     with pytest.raises(SettingsError, match=r"refuses x265 parameters 'bframes=3' .*signal 11"):
         check_with_encoder(ffmpeg, EncodeSettings(preset="ultrafast", x265_params="bframes=3"))

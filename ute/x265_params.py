@@ -119,10 +119,11 @@ LOG_LEVEL_VALUES = frozenset(
 TRIAL_SOURCE = "testsrc2=s=64x64:r=25"
 TRIAL_FRAMES = 2
 TRIAL_TIMEOUT_SECONDS = 60.0
-# How a trial encode ends when something else ends it (the OOM killer, a stop, a `pkill`): no
+# How a trial encode ends when something else ends it (the OOM killer, a stop, a `pkill`): killed
+# by the signal, or, where ffmpeg caught it (SIGTERM, SIGINT) to close its output, status 255. No
 # answer about the parameters, so it is asked again, this many times in all. A crash (SIGSEGV,
-# SIGABRT) is the encoder's own answer.
-KILLED_FROM_OUTSIDE = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+# SIGABRT) or a refusal (x265's errors end in status 183) is the encoder's own answer.
+STOPPED_FROM_OUTSIDE = frozenset({-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP, 255})
 TRIAL_TRIES = 3
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -222,11 +223,12 @@ def _trial_encode(ffmpeg: str, preset: str, crf: float, params: str) -> str | No
         with tempfile.TemporaryDirectory(prefix="ute-x265-trial-") as folder:
             result = runner.run(argv, timeout=TRIAL_TIMEOUT_SECONDS, check=False, cwd=Path(folder))
             written = sorted(path.name for path in Path(folder).iterdir())
-        if -result.returncode not in KILLED_FROM_OUTSIDE:
+        if result.returncode not in STOPPED_FROM_OUTSIDE:
             break
     else:  # not an answer about the parameters: the file may be tried again (not cached)
-        raise CommandError(f"the trial encode of x265 parameters {params!r} was killed {TRIAL_TRIES} "
-                           f"times ({runner.describe_failure(result)}); is memory short?")  # fmt: skip
+        raise CommandError(f"the trial encode of x265 parameters {params!r} was stopped from "
+                           f"outside {TRIAL_TRIES} times ({runner.describe_failure(result)}); is memory "
+                           "short?")  # fmt: skip
     for line in result.stderr_tail:
         if match := _UNKNOWN.search(line):
             return f"unknown x265 parameter {match['name']!r} (this ffmpeg's libx265 does not know it)"
